@@ -1,0 +1,1 @@
+"""Loop IR -> target code: llvm (CPU), nvptx (PTX); interp (the numpy oracle)."""
