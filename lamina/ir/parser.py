@@ -19,7 +19,7 @@ _TOKEN = re.compile(
   | (?P<number>-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)|-inf)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
   | (?P<arrow>->)
-  | (?P<punct>[(){}\[\],:=])
+  | (?P<punct>[(){}\[\],:=?])
     """,
     re.VERBOSE,
 )
@@ -137,6 +137,9 @@ class Parser:
                     self.expect("]")
                     break
             return tuple(items)
+        if text == "?" and kind == "punct":
+            self.pos += 1
+            return None
         if kind == "number":
             self.pos += 1
             if text == "-inf":

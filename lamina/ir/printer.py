@@ -20,6 +20,8 @@ from lamina.ir.types import MemRefType, ScalarType, TensorType, VectorType
 
 def format_attr(v: Any) -> str:
     """One attribute value as text."""
+    if v is None:
+        return "?"  # a size known only at run time, as in types
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

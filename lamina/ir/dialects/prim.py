@@ -289,7 +289,10 @@ class Broadcast(Prim):
     def infer(cls, operand_types, attrs):
         t = _tensor(operand_types[0], cls.name)
         shape, dims = attrs["shape"], attrs["dims"]
-        _static_shape(shape, cls.name)
+        # ``?`` (None) sizes are allowed: eager graphs broadcast scalars to run-time shapes
+        if not isinstance(shape, tuple) or not all(
+                d is None or (isinstance(d, int) and d >= 0) for d in shape):
+            raise IRError(f"{cls.name}: shape must be a list of sizes >= 0 or ?, got {shape!r}")
         _check_axes(dims, len(shape), cls.name)
         if len(dims) != t.rank or list(dims) != sorted(dims):
             raise IRError(f"{cls.name}: dims {list(dims)} must map each of the {t.rank} operand "
@@ -297,7 +300,7 @@ class Broadcast(Prim):
         for src, dst in zip(t.shape, dims):
             if src not in (1, None) and shape[dst] is not None and src != shape[dst]:
                 raise IRError(f"{cls.name}: cannot broadcast {list(t.shape)} to {list(shape)}")
-        return [t.with_shape(_static_shape(shape, cls.name))]
+        return [t.with_shape(shape)]
 
 
 @register
