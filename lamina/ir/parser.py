@@ -41,10 +41,16 @@ class Lexer:
         self.tokens.append(("eof", "", line))
 
 
+_DIMS = re.compile(r"((?:(?:\d+|\?)x)*)(\w+)")
+
+
 def _parse_dims(body: str) -> tuple[tuple[int | None, ...], str]:
-    parts = body.split("x")
-    dims = tuple(None if p == "?" else int(p) for p in parts[:-1])
-    return dims, parts[-1]
+    # The element type may itself contain an "x" (index), so split sizes off the front.
+    m = _DIMS.fullmatch(body.strip())
+    if not m:
+        raise IRError(f"bad shape {body.strip()!r}")
+    dims = tuple(None if p == "?" else int(p) for p in m.group(1).split("x")[:-1])
+    return dims, m.group(2)
 
 
 def _scalar(name: str):
@@ -58,16 +64,20 @@ def parse_shaped_type(text: str) -> Type:
     kind, body = text.split("<", 1)
     body = body[:-1]
     if kind == "vector":
-        width, dtype = body.split("x")
-        return VectorType(int(width), _scalar(dtype))
+        dims, dtype = _parse_dims(body)
+        if len(dims) != 1 or dims[0] is None:
+            raise IRError(f"a vector needs one static width, got {text!r}")
+        return VectorType(dims[0], _scalar(dtype))
     strides = None
     if "," in body:
         body, layout = body.split(",", 1)
         m = re.fullmatch(r"\s*strided<\[(.*)\]>\s*", layout)
         if not m:
             raise IRError(f"bad memref layout {layout.strip()!r}")
-        strides = tuple(None if s.strip() == "?" else int(s) for s in m.group(1).split(",")
-                        if s.strip())
+        items = [s.strip() for s in m.group(1).split(",") if s.strip()]
+        if not all(re.fullmatch(r"\?|-?\d+", s) for s in items):
+            raise IRError(f"bad memref layout {layout.strip()!r}")
+        strides = tuple(None if s == "?" else int(s) for s in items)
     dims, dtype = _parse_dims(body)
     if kind == "tensor":
         return TensorType(dims, _scalar(dtype))
@@ -221,6 +231,21 @@ class Parser:
         while not self.accept("}"):
             block.append(self.parse_op())
 
+    def at_results(self) -> bool:
+        """Whether the tokens ahead are the results of the next op (``%a, %b =``).
+
+        Lets an op without operands or results (``return``) be followed by another op.
+        """
+        i = 0
+        while self.peek(i)[0] == "value":
+            follow = self.peek(i + 1)[1]
+            if follow == "=":
+                return True
+            if follow != ",":
+                return False
+            i += 2
+        return False
+
     def parse_op(self) -> Op:
         line = self.peek()[2]
         result_names: list[str] = []
@@ -235,7 +260,7 @@ class Parser:
         if cls is None:
             raise IRError(f"line {line}: unknown op {opname!r}")
         operands: list[Value] = []
-        if self.peek()[0] == "value":
+        if self.peek()[0] == "value" and not self.at_results():
             while True:
                 operands.append(self.use())
                 if not self.accept(","):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from lamina.ir.core import Block, Graph, Module, Op, SymbolRef, Value
@@ -48,7 +49,9 @@ class _Namer:
         self.counter = 0
 
     def arg(self, v: Value, fallback: str) -> str:
-        base = v.hint if v.hint and not v.hint.isdigit() else fallback
+        # Only characters the parser accepts in a value name; all digits would clash with results.
+        hint = re.sub(r"[^A-Za-z0-9_.$-]", "_", v.hint or "")
+        base = hint if hint and not hint.isdigit() else fallback
         name, k = base, 0
         while name in self.used:
             k += 1
