@@ -1,0 +1,68 @@
+"""The pipeline from a tensor-dialect module to the loop stage, keeping every stage.
+
+``lower`` is what eager dispatch and ``lamina.compile`` call; the stages it
+returns are what ``lamina ir`` prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lamina.ir import Module, verify
+from lamina.ir.printer import print_module
+from lamina.passes.manager import PassManager, parse_pipeline
+from lamina.passes.rewrite import clone_module
+
+PRIM_PIPELINE = "decompose,simplify,fuse"
+LOOP_PIPELINE = "lower-loops,prepare-loops"
+STAGES = ("tensor", "prim", "loop")
+
+ArgLayouts = Sequence[tuple[int | None, ...]] | None
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The module at each stage: tensor (as given), prim (fused groups), loop (kernels)."""
+
+    tensor: Module
+    prim: Module
+    loop: Module
+
+    def as_text(self, stage: str, locs: bool = False) -> str:
+        """The IR text of ``stage`` (``"tensor"``, ``"prim"`` or ``"loop"``)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        return print_module(getattr(self, stage), locs=locs)
+
+
+def to_prim(module: Module, print_after: Iterable[str] | str = ()) -> Module:
+    """decompose, simplify, fuse: a new module of fusion groups (``module`` is not changed)."""
+    verify(module)
+    return PassManager(parse_pipeline(PRIM_PIPELINE), print_after=print_after).run(
+        clone_module(module))
+
+
+def to_loops(prim: Module, arg_layouts: ArgLayouts = None,
+             print_after: Iterable[str] | str = ()) -> Module:
+    """lower-loops, prepare-loops: kernels and the program (``prim`` is not changed)."""
+    # imported here: the loop passes live in their own modules and import this package
+    from lamina.passes.lower_loops import LowerLoops
+    from lamina.passes.prepare_loops import PrepareLoops
+
+    passes = [LowerLoops(arg_layouts=arg_layouts), PrepareLoops()]
+    return PassManager(passes, print_after=print_after).run(clone_module(prim))
+
+
+def lower(module: Module, arg_layouts: ArgLayouts = None,
+          print_after: Iterable[str] | str | None = None) -> Stages:
+    """Lower a tensor-dialect module to the loop stage; every stage is verified.
+
+    ``arg_layouts`` gives, per func argument, its stride pattern (docs/contracts.md,
+    eager specialisation); ``print_after`` names passes (or ``"all"``) whose output
+    is printed to stderr.
+    """
+    wanted = () if print_after is None else print_after
+    prim = to_prim(module, wanted)
+    loop = to_loops(prim, arg_layouts, wanted)
+    return Stages(module, prim, loop)

@@ -1,0 +1,115 @@
+"""Small graph utilities shared by the rewriting passes.
+
+Values do not keep use lists (see ``lamina.ir.core``), so passes rewrite by
+*forward substitution*: walk ops in order, map each operand through a
+``{old value: new value}`` dict, and drop ops whose results were replaced.
+Definitions precede uses (also into nested regions), so one walk is enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lamina.ir import Block, Graph, Module, Op, Value
+from lamina.ir.core import Return
+
+# primitives whose result at an index is computed from operands at other indices
+MOVEMENT = frozenset({"prim.broadcast", "prim.permute", "prim.reshape", "prim.slice", "prim.pad",
+                      "prim.concat"})
+SOURCES = frozenset({"prim.const", "prim.iota"})
+
+
+def is_elementwise(op: Op) -> bool:
+    """An elementwise function of equal-shaped operands (unary, binary, compare, where, cast)."""
+    return op.has("elementwise")
+
+
+def is_elementwise_like(op: Op) -> bool:
+    """What an elementwise fusion group may hold: functions, sources and movement."""
+    return op.has("elementwise") or op.name in MOVEMENT or op.name in SOURCES
+
+
+def is_core(op: Op) -> bool:
+    """A reduction or contraction: the one loop-carrying op a fusion group may hold."""
+    return op.has("reduction") or op.has("contraction")
+
+
+def is_removable(op: Op) -> bool:
+    """Pure, not a terminator, and nothing inside it has effects: safe to drop when unused."""
+    if not op.has("pure") or op.has("terminator"):
+        return False
+    return all(o.has("pure") or o.has("terminator") for r in op.regions for o in r.walk())
+
+
+def users(block: Block) -> dict[Value, list[Op]]:
+    """For each value used in ``block`` (or nested in it), the ops of ``block`` that use it.
+
+    A use inside a nested region counts as a use by the op that owns the region.
+    """
+    out: dict[Value, list[Op]] = {}
+    for op in block.ops:
+        seen: set[Value] = set()
+        for v in _operands_deep(op):
+            if v not in seen:
+                seen.add(v)
+                out.setdefault(v, []).append(op)
+    return out
+
+
+def _operands_deep(op: Op) -> Iterable[Value]:
+    yield from op.operands
+    for r in op.regions:
+        for inner in r.walk():
+            yield from inner.operands
+
+
+def substitute(op: Op, subst: dict[Value, Value]) -> None:
+    """Map the operands of ``op`` and of every op nested in it through ``subst``."""
+    if not subst:
+        return
+    for o in op.walk():
+        o.operands = [subst.get(v, v) for v in o.operands]
+
+
+def clone_op(op: Op, vmap: dict[Value, Value], block: Block) -> Op:
+    """Append a copy of ``op`` (regions included) to ``block``, mapping operands via ``vmap``.
+
+    ``vmap`` gains the mapping of the copy's results and nested block arguments.
+    """
+    regions = []
+    for r in op.regions:
+        nb = Block([a.type for a in r.args], [a.hint for a in r.args])
+        for old, new in zip(r.args, nb.args):
+            vmap[old] = new
+        for inner in r.ops:
+            clone_op(inner, vmap, nb)
+        regions.append(nb)
+    new = type(op)([vmap.get(v, v) for v in op.operands], [r.type for r in op.results],
+                   dict(op.attrs), regions, loc=op.loc)
+    for old, res in zip(op.results, new.results):
+        vmap[old] = res
+    return block.append(new)
+
+
+def new_graph_like(g: Graph) -> tuple[Graph, dict[Value, Value]]:
+    """An empty graph with ``g``'s name, kind, arguments and attributes, and the arg mapping."""
+    ng = Graph(g.name, [a.type for a in g.args], [a.hint for a in g.args], g.kind)
+    ng.attrs = dict(g.attrs)
+    return ng, dict(zip(g.args, ng.args))
+
+
+def clone_graph(g: Graph) -> Graph:
+    ng, vmap = new_graph_like(g)
+    for op in g.ops:
+        clone_op(op, vmap, ng.body)
+    return ng
+
+
+def clone_module(m: Module) -> Module:
+    """A deep copy: passes may then edit it in place without touching ``m``."""
+    return Module([clone_graph(g) for g in m.graphs])
+
+
+def returned(g: Graph) -> Return | None:
+    ops = g.ops
+    return ops[-1] if ops and isinstance(ops[-1], Return) else None
