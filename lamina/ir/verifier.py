@@ -9,6 +9,15 @@ def _infers(op: Op) -> bool:
     return type(op).infer.__func__ is not Op.infer.__func__  # type: ignore[attr-defined]
 
 
+# What an op's type rule raises when an attribute has the wrong kind (an int where a
+# list belongs, ...); the verifier reports it as an IRError naming the op.
+_MALFORMED = (TypeError, ValueError, IndexError, KeyError, AttributeError)
+
+
+def _attrs(op: Op) -> str:
+    return "{" + ", ".join(f"{k} = {op.attrs[k]!r}" for k in sorted(op.attrs)) + "}"
+
+
 def verify_op(op: Op) -> None:
     """Check one op's arity, attributes and types against its declaration."""
     cls = type(op)
@@ -28,13 +37,20 @@ def verify_op(op: Op) -> None:
             expected = cls.infer([v.type for v in op.operands], op.attrs)
         except IRError as e:
             raise op.error(str(e)) from None
+        except _MALFORMED as e:
+            raise op.error(f"malformed operands or attributes {_attrs(op)} "
+                           f"({type(e).__name__}: {e})") from None
         got = [r.type for r in op.results]
         if expected != got:
             raise op.error(
                 f"result types {', '.join(map(str, got)) or '()'} do not match inferred "
                 f"{', '.join(map(str, expected)) or '()'}"
             )
-    op.verify_extra()
+    try:
+        op.verify_extra()
+    except _MALFORMED as e:
+        raise op.error(f"malformed operands or attributes {_attrs(op)} "
+                       f"({type(e).__name__}: {e})") from None
 
 
 def _verify_block(block: Block, visible: set[int]) -> None:
