@@ -176,8 +176,10 @@ class Parser:
         except KeyError:
             raise self.fail(f"use of undefined value %{name}") from None
 
-    def define(self, name: str, value: Value) -> None:
+    def define(self, name: str, value: Value, line: int | None = None) -> None:
         if name in self.scope:
+            if line is not None:  # results are defined once their op is read: name its line
+                raise IRError(f"line {line}: value %{name} defined twice")
             raise self.fail(f"value %{name} defined twice")
         self.scope[name] = value
 
@@ -301,7 +303,7 @@ class Parser:
             self.expect(")")
         op = cls(operands, types, attrs, regions, loc=loc)
         for n, r in zip(result_names, op.results):
-            self.define(n, r)
+            self.define(n, r, line)
         return op
 
 
