@@ -6,7 +6,7 @@ import pytest
 
 from lamina.runtime import cache as cache_mod
 
-from .llvm_kernels import HandEmitter, binary, iota, total
+from .llvm_kernels import HAND_LLVM, HandEmitter
 
 
 @pytest.fixture
@@ -19,19 +19,6 @@ def cache_dir(tmp_path, monkeypatch):
     yield d
     cache_mod.cache().memory.clear()
     cache_mod.reset_cache_stats()
-
-
-HAND_LLVM = {
-    "add1": binary("add1", "add", "f32", 1),
-    "mul1": binary("mul1", "mul", "f32", 1),
-    "add2": binary("add2", "add", "f32", 2),
-    "mul2": binary("mul2", "mul", "f32", 2),
-    "sadd2": binary("sadd2", "add", "f32", 2),
-    "iadd2": binary("iadd2", "add", "i64", 2),
-    "dadd1": binary("dadd1", "add", "f64", 1),
-    "iota": iota("iota"),
-    "total": total("total"),
-}
 
 
 @pytest.fixture

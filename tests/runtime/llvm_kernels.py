@@ -159,10 +159,23 @@ def total_ir(name: str) -> str:
         "    loop.yield %w", "  }", "  loop.store %s, %out", "}"])
 
 
+HAND_LLVM = {
+    "add1": binary("add1", "add", "f32", 1),
+    "mul1": binary("mul1", "mul", "f32", 1),
+    "add2": binary("add2", "add", "f32", 2),
+    "mul2": binary("mul2", "mul", "f32", 2),
+    "sadd2": binary("sadd2", "add", "f32", 2),
+    "iadd2": binary("iadd2", "add", "i64", 2),
+    "dadd1": binary("dadd1", "add", "f64", 1),
+    "iota": iota("iota"),
+    "total": total("total"),
+}
+
+
 class HandEmitter:
     """Stands in for ``emit_module``: the LLVM IR of each kernel, looked up by name."""
 
-    def __init__(self, llvm: dict[str, str]):
+    def __init__(self, llvm: dict[str, str] = HAND_LLVM):
         self.llvm = llvm
         self.calls = 0
 
