@@ -36,7 +36,8 @@ def verify_op(op: Op) -> None:
         try:
             expected = cls.infer([v.type for v in op.operands], op.attrs)
         except IRError as e:
-            raise op.error(str(e)) from None
+            message = str(e)  # type rules name the op themselves; do not repeat it
+            raise op.error(message.removeprefix(f"{cls.name}: ")) from None
         except _MALFORMED as e:
             raise op.error(f"malformed operands or attributes {_attrs(op)} "
                            f"({type(e).__name__}: {e})") from None
