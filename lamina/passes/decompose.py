@@ -18,7 +18,12 @@ Choices a caller may need to know:
   argument or return one value twice: then it is a copy group (a ``prim.fusion``
   yielding its own argument), so the caller still gets a fresh buffer.
 - ``keepdim`` re-inserts the reduced axes with ``prim.reshape`` when the result
-  shape is static and with a ``prim.broadcast`` to size-1 axes otherwise.
+  shape is static and with a ``prim.broadcast`` to size-1 axes otherwise (its
+  ``?`` axes map ``?`` operand axes of the same size; the eager frontend never
+  needs this, it builds ``keepdim=False`` and views the result).
+- ``tensor.matmul`` with a 1-d or 2-d rhs contracts without batch axes (the lhs
+  batch axes are free axes: one big GEMM, no broadcast); otherwise both sides are
+  broadcast to the result's batch shape and contracted batch-wise.
 """
 
 from __future__ import annotations
@@ -221,14 +226,12 @@ def _matmul(b: Builder, op: Op, args: list[Value]) -> Value:
         return b("prim.dot_general", lhs, rhs, lhs_batch=batch, rhs_batch=batch,
                  lhs_contract=(lc,), rhs_contract=(rc,))
 
-    if yr == 1:  # (..., m, k) @ (k,) and (k,) @ (k,)
+    if yr <= 2:  # (..., m, k) @ (k,) or (k, n): lhs batch axes are free axes, no broadcast
         return dot(x, y, xr - 1, 0)
     if xr == 1:  # (k,) @ (..., k, n): the batch axes come out as rhs free axes, in order
         return dot(x, y, 0, yr - 2)
     shape = op.result.type.shape
     nb = len(shape) - 2
-    if nb == 0:
-        return dot(x, y, 1, 0)
     # broadcast the batch axes of both sides to the result's, then contract batch-wise
     x = broadcast_to(b, x, shape[:-2] + _type(x).shape[-2:])
     y = broadcast_to(b, y, shape[:-2] + _type(y).shape[-2:])
