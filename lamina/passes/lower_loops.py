@@ -1,0 +1,272 @@
+"""``lower-loops``: prim-stage funcs -> one kernel per fusion group plus the program that runs them.
+
+Each ``prim.fusion`` becomes ``kernel @<group name>(inputs..., out)``: memref
+arguments for the group's distinct inputs, then its output, which the kernel
+writes. The func becomes a program of ``loop.dim`` (for the ``?`` sizes of its
+buffers), ``loop.alloc`` (each group's output, contiguous), ``loop.call`` and
+``return`` (see docs/contracts.md, "Stages").
+
+Kernel shapes: the outermost loop is a ``loop.parallel`` over the first output
+axis, inner ``loop.for`` loops cover the others, the innermost one runs along
+the last (contiguous) axis. Values are computed by index remapping
+(``lower_eval``); reductions inline their accumulation loops
+(``lower_reduce``); a ``dot_general`` with a plain matrix product structure
+gets a register-tiled kernel (``lower_dot``). Groups whose reductions keep the
+last axis store whole vectors along it, since LLVM cannot turn the reduction
+loop inside out to vectorize there itself.
+
+Program arguments take their layouts from ``arg_layouts`` (eager
+specialisation): per argument, a stride pattern of 0 (broadcast axis), 1 (unit
+stride) or None (known at run time); None for an argument, or no
+``arg_layouts``, means a contiguous buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lamina.ir.core import Block, Graph, IRError, Module, Op, Return, SymbolRef, Value
+from lamina.ir.dialects import loop as L
+from lamina.ir.dialects import prim as P
+from lamina.ir.types import MemRefType, TensorType
+from lamina.passes.loop_builder import KernelBuilder, NotVectorizable
+from lamina.passes.lower_eval import Evaluator, Lane
+from lamina.passes.lower_shapes import ShapeSolver
+from lamina.passes.manager import Pass, register_pass
+
+Layout = tuple[int | None, ...] | None
+
+
+@register_pass
+@dataclass(frozen=True)
+class LowerLoops(Pass):
+    """Lower every prim-stage func of a module to kernels and a program."""
+
+    name = "lower-loops"
+    arg_layouts: tuple[Layout, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.arg_layouts is not None:
+            object.__setattr__(self, "arg_layouts", tuple(
+                None if p is None else tuple(p) for p in self.arg_layouts))
+
+    def run(self, module: Module) -> Module:
+        out = Module()
+        programs = []
+        for g in module.graphs:
+            if g.kind == "kernel":
+                out.add(g)
+                continue
+            programs.append(lower_func(g, self.arg_layouts, out))
+        for p in programs:
+            out.add(p)
+        return out
+
+
+# -- the program ---------------------------------------------------------------------
+def memref_for(t: TensorType, layout: Layout, what: str) -> MemRefType:
+    """The buffer type of a program argument of tensor type ``t`` with stride pattern ``layout``."""
+    if not isinstance(t, TensorType):
+        raise IRError(f"lower-loops: {what} must be a tensor, got {t}")
+    if layout is None:
+        return MemRefType(t.shape, t.dtype)
+    if len(layout) != t.rank or any(s not in (0, 1, None) for s in layout):
+        raise IRError(f"lower-loops: {what} of type {t} has stride pattern {layout}; expected "
+                      f"{t.rank} entries each 0, 1 or None")
+    return MemRefType(t.shape, t.dtype, tuple(layout))
+
+
+def lower_func(g: Graph, arg_layouts: tuple[Layout, ...] | None, module: Module) -> Graph:
+    """Add the kernels of func ``g`` to ``module`` and return its program func."""
+    if arg_layouts is not None and len(arg_layouts) != len(g.args):
+        raise IRError(f"lower-loops: @{g.name} has {len(g.args)} arguments but arg_layouts "
+                      f"gives {len(arg_layouts)} stride patterns")
+    layouts = arg_layouts or (None,) * len(g.args)
+    types = [memref_for(a.type, lay, f"argument {i} of @{g.name}")
+             for i, (a, lay) in enumerate(zip(g.args, layouts))]
+    program = Graph(g.name, types, [a.hint for a in g.args], kind="func")
+    pb = KernelBuilder(program)
+    buffers: dict[int, Value] = {id(a): b for a, b in zip(g.args, program.args)}
+    for op in g.ops:
+        if isinstance(op, Return):
+            program.body.append(Return([_buffer(buffers, v, g) for v in op.operands], [],
+                                       loc=op.loc))
+            break
+        if not isinstance(op, P.Fusion):
+            raise IRError(f"lower-loops: @{g.name} must hold only prim.fusion ops and return "
+                          f"(run decompose and fuse first), found {op.where()}")
+        inputs = [_buffer(buffers, v, g) for v in op.operands]
+        buffers[id(op.result)] = _lower_group(op, inputs, pb, module)
+    else:
+        raise IRError(f"lower-loops: @{g.name} does not end with return")
+    return program
+
+
+def _buffer(buffers: dict[int, Value], v: Value, g: Graph) -> Value:
+    try:
+        return buffers[id(v)]
+    except KeyError:
+        raise IRError(f"lower-loops: @{g.name}: value of type {v.type} is not a func argument "
+                      "or a fusion result") from None
+
+
+def _unique_name(module: Module, name: str) -> str:
+    taken = {g.name for g in module.graphs}
+    if name not in taken:
+        return name
+    k = 1
+    while f"{name}_{k}" in taken:
+        k += 1
+    return f"{name}_{k}"
+
+
+def _lower_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module) -> Value:
+    """Emit the kernel of one fusion group, and its alloc + call into the program."""
+    region = op.regions[0]
+    (result,) = _results(op)
+    yielded = region.ops[-1].operands[0]
+    name = _unique_name(module, op.attrs["name"])
+    distinct: list[Value] = []
+    for v in inputs:
+        if all(v is not d for d in distinct):
+            distinct.append(v)
+    out_type = MemRefType(result.type.shape, result.type.dtype)
+    hints = [f"in{k}" for k in range(len(distinct))] + ["out"]
+    kernel = Graph(name, [v.type for v in distinct] + [out_type], hints, kind="kernel")
+    binding = {id(a): kernel.args[_position(distinct, v)] for a, v in zip(region.args, inputs)}
+    emit_kernel(kernel, region, yielded, binding, kernel.args[-1], op)
+    module.add(kernel)
+
+    solver = ShapeSolver(region, yielded, pb,
+                         {id(a): v for a, v in zip(region.args, inputs)}, what=f"@{name}")
+    sizes = [solver.dim(yielded, a) for a, d in enumerate(result.type.shape) if d is None]
+    alloc = L.Alloc(sizes, [out_type], loc=op.loc)
+    pb.graph.body.append(alloc)
+    pb.graph.body.append(L.Call([*distinct, alloc.result], [],
+                                {"kernel": SymbolRef(name)}, loc=op.loc))
+    return alloc.result
+
+
+def _results(op: Op) -> list[Value]:
+    if len(op.results) != 1:
+        raise IRError(f"lower-loops: {op.where()} has {len(op.results)} results; groups have "
+                      "exactly one in this version")
+    return op.results
+
+
+def _position(values: list[Value], v: Value) -> int:
+    return next(k for k, d in enumerate(values) if d is v)
+
+
+# -- kernels ---------------------------------------------------------------------------
+def vector_width(region: Block) -> int:
+    """Lanes per vector: 512 bits of the widest element type in the group (min 16 lanes)."""
+    widest = 32
+    for v in list(region.args) + [r for op in region.walk() for r in op.results]:
+        t = v.type
+        if isinstance(t, TensorType):
+            widest = max(widest, t.dtype.bits)
+    return 512 // widest
+
+
+def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int, Value],
+                out: Value, fusion: Op) -> None:
+    """Fill ``kernel`` with the loop nest computing ``yielded`` into ``out``."""
+    from lamina.passes import lower_dot
+
+    what = f"kernel @{kernel.name}"
+    kb = KernelBuilder(kernel, fusion.loc)
+    shapes = ShapeSolver(region, yielded, kb, binding, out, what=what)
+    ev = Evaluator(kb, shapes, binding, vector_width(region), what)
+    ops = [op for op in region.ops if not isinstance(op, P.FusionYield)]
+    for op in ops:
+        if isinstance(op, (P.Fusion, L.LoopOp)) or op.name.startswith("tensor."):
+            raise IRError(f"lower-loops: {what}: {op.where()} cannot be part of a fusion group")
+    dims = [kb.emit("loop.dim", out, axis=a) if d is None else kb.index(d)
+            for a, d in enumerate(out.type.shape)]
+    if not lower_dot.emit_contraction(ev, ops, yielded, out, dims):
+        emit_output_nest(ev, yielded, out, dims, _vectorize_output(ops))
+    kb.finish()
+
+
+def _vectorize_output(ops: list[Op]) -> bool:
+    """Store whole vectors along the output's last axis: for reductions that keep it."""
+    found = False
+    for op in ops:
+        if isinstance(op, P.Reduce):
+            if op.operands[0].type.rank - 1 in op.attrs["axes"]:
+                return False
+            found = True
+        elif isinstance(op, P.ArgReduce):
+            if op.attrs["axis"] == op.operands[0].type.rank - 1:
+                return False
+            found = True
+    return found
+
+
+def emit_output_nest(ev: Evaluator, yielded: Value, out: Value, dims: list[Value],
+                     vectorize: bool) -> None:
+    """``out[i...] = yielded[i...]``: parallel over axis 0, sequential inside."""
+    kb = ev.kb
+    if not dims:
+        kb.store(ev.at(yielded, ()), out, [])
+        return
+    if len(dims) == 1 and vectorize:
+        try:
+            _chunked_vector_nest(ev, yielded, out, dims[0])
+            return
+        except NotVectorizable:
+            pass
+    with kb.loop(kb.index(0), dims[0], kb.index(1), parallel=True) as lp:
+        _inner_nest(ev, yielded, out, dims, [lp.iv], vectorize)
+
+
+def _inner_nest(ev: Evaluator, yielded: Value, out: Value, dims: list[Value], ivs: list[Value],
+                vectorize: bool) -> None:
+    kb = ev.kb
+    if len(ivs) == len(dims):
+        kb.store(ev.at(yielded, tuple(ivs)), out, ivs)
+        return
+    if vectorize and len(ivs) == len(dims) - 1:
+        try:
+            _vector_row(ev, yielded, out, dims[-1], ivs)
+            return
+        except NotVectorizable:
+            pass
+    with kb.loop(kb.index(0), dims[len(ivs)], kb.index(1)) as lp:
+        _inner_nest(ev, yielded, out, dims, [*ivs, lp.iv], vectorize)
+
+
+def _store_vector(ev: Evaluator, yielded: Value, out: Value, ivs: list[Value],
+                  base: Value) -> None:
+    v = ev.splat(ev.at(yielded, (*ivs, Lane(base))))
+    ev.kb.vstore(v, out, [*ivs, base])
+
+
+def _vector_row(ev: Evaluator, yielded: Value, out: Value, n: Value, ivs: list[Value]) -> None:
+    """The last axis as whole vectors, then a scalar tail."""
+    kb, width = ev.kb, ev.width
+    w = kb.index(width)
+    n_vec = kb.emit("loop.sub", n, kb.emit("loop.rem", n, w))
+    with kb.loop(kb.index(0), n_vec, w) as lp:
+        _store_vector(ev, yielded, out, ivs, lp.iv)
+    with kb.loop(n_vec, n, kb.index(1)) as lp:
+        kb.store(ev.at(yielded, (*ivs, lp.iv)), out, [*ivs, lp.iv])
+
+
+def _chunked_vector_nest(ev: Evaluator, yielded: Value, out: Value, n: Value) -> None:
+    """A 1-d output in parallel chunks of one vector; the last chunk runs scalar."""
+    kb, width = ev.kb, ev.width
+    w = kb.index(width)
+    chunks = kb.emit("loop.div", kb.emit("loop.add", n, kb.index(width - 1)), w)
+    n_vec = kb.emit("loop.sub", n, kb.emit("loop.rem", n, w))
+    with kb.loop(kb.index(0), chunks, kb.index(1), parallel=True) as lp:
+        start = kb.emit("loop.mul", lp.iv, w)
+        end = kb.emit("loop.min", kb.emit("loop.add", start, w), n)
+        # one trip when the chunk is whole: start + width <= n
+        whole = kb.emit("loop.add", kb.emit("loop.sub", end, w), kb.index(1))
+        with kb.loop(start, whole, w) as v:
+            _store_vector(ev, yielded, out, [], v.iv)
+        with kb.loop(kb.emit("loop.max", start, n_vec), end, kb.index(1)) as s:
+            kb.store(ev.at(yielded, (s.iv,)), out, [s.iv])
+
