@@ -1,7 +1,262 @@
-"""Register-tiled kernels for contractions (placeholder)."""
+"""Register-tiled kernels for contraction groups: ``dot_general`` plus an elementwise epilogue.
+
+After canonicalising the contraction to ``batch x M x K @ batch x K x N``
+(the operands are read through whatever index maps the group applies, so
+permuted or broadcast inputs need no copies), the kernel is:
+
+- ``loop.parallel`` over (batch, tiles of ``MR`` rows of M);
+- ``loop.for`` over tiles of ``NV`` vectors of ``W`` columns of N;
+- a ``loop.for`` over K carrying ``MR x NV`` vector accumulators: each step
+  loads ``NV`` vectors of a row of B and splats ``MR`` elements of A;
+- the epilogue applied to the accumulators, stored a vector at a time.
+
+Rows past M in the last tile re-read row M-1 (clamped, so always in bounds)
+and their stores are skipped; the columns past the last whole tile are done
+one vector, then one element at a time. This needs unit stride along N in B.
+When B is only contiguous along K (``x @ w.T``), a second form keeps
+``MR x NC`` vector accumulators along K and reduces their lanes at the end.
+Anything else (several free or contracted axes, strided inner axes, an
+epilogue that moves elements) falls back to the scalar loop nest of
+``lower_reduce.dot_at``: correct, but not tiled.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
 
-def emit_contraction(ev, ops, yielded, out, dims) -> bool:
+from lamina.ir.core import Op, Value
+from lamina.ir.dialects import prim as P
+from lamina.ir.types import ScalarType, VectorType, index
+from lamina.passes.loop_builder import NotVectorizable
+from lamina.passes.lower_eval import Evaluator, Lane
+from lamina.passes.lower_reduce import accumulator_type
+
+MR = 6  # rows of A per tile (B-row form)
+NV = 2  # vectors of B per tile row (B-row form)
+NT_ROWS, NT_COLS = 4, 3  # tile of the K-vector form
+
+
+def emit_contraction(ev: Evaluator, ops: list[Op], yielded: Value, out: Value,
+                     dims: list[Value]) -> bool:
+    """Emit a tiled kernel when the group is a plain (batched) matrix product; else False."""
+    dot = _single_dot(ops, yielded)
+    if dot is None:
+        return False
+    for form in (_b_rows, _k_vectors):
+        try:
+            with _Tiling(ev, dot, yielded, out, dims) as tiling:
+                form(tiling)
+            return True
+        except NotVectorizable:
+            continue
     return False
+
+
+def _single_dot(ops: list[Op], yielded: Value) -> Op | None:
+    dots = [op for op in ops if isinstance(op, P.DotGeneral)]
+    if len(dots) != 1 or any(isinstance(op, (P.Reduce, P.ArgReduce)) for op in ops):
+        return None
+    dot = dots[0]
+    a = dot.attrs
+    lhs, rhs = dot.operands
+    if len(a["lhs_contract"]) != 1 or lhs.type.rank != len(a["lhs_batch"]) + 2 \
+            or rhs.type.rank != len(a["rhs_batch"]) + 2 or dot.result.type.dtype.is_bool:
+        return None
+    # the epilogue must read the product only elementwise, at the output's own index
+    downstream = {id(dot.result)}
+    for op in ops:
+        if any(id(v) in downstream for v in op.operands):
+            if not op.has("elementwise"):
+                return None
+            downstream.update(id(r) for r in op.results)
+    if id(yielded) not in downstream or yielded.type.shape != dot.result.type.shape:
+        return None
+    return dot
+
+
+class _Tiling:
+    """Shared pieces of both tiled forms: index maps, the parallel loop, guarded stores."""
+
+    def __init__(self, ev: Evaluator, dot: Op, yielded: Value, out: Value, dims: list[Value]):
+        self.ev, self.kb, self.dot, self.yielded, self.out = ev, ev.kb, dot, yielded, out
+        a = dot.attrs
+        self.lb, self.rb = a["lhs_batch"], a["rhs_batch"]
+        self.lc, self.rc = a["lhs_contract"][0], a["rhs_contract"][0]
+        self.lhs, self.rhs = dot.operands
+        self.nb = len(self.lb)
+        self.batch_dims = dims[:self.nb]
+        self.m, self.n = dims[self.nb], dims[self.nb + 1]
+        self.k = ev.shapes.dim(self.lhs, self.lc)
+        self.dtype: ScalarType = dot.result.type.dtype
+        self.acc_t = accumulator_type(self.dtype)
+
+    def __enter__(self) -> _Tiling:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ev.overrides.pop(id(self.dot.result), None)
+
+    # -- operands -------------------------------------------------------------------
+    def _operand_index(self, rank: int, bdims, cdim: int, batch: list, free, k) -> tuple:
+        out = []
+        for a in range(rank):
+            if a in bdims:
+                out.append(batch[bdims.index(a)])
+            else:
+                out.append(k if a == cdim else free)
+        return tuple(out)
+
+    def a_at(self, batch: list, m, k) -> Value:
+        idx = self._operand_index(self.lhs.type.rank, self.lb, self.lc, batch, m, k)
+        return self.ev.cast(self.ev.at(self.lhs, idx), self.acc_t)
+
+    def b_at(self, batch: list, k, n) -> Value:
+        idx = self._operand_index(self.rhs.type.rank, self.rb, self.rc, batch, n, k)
+        return self.ev.cast(self.ev.at(self.rhs, idx), self.acc_t)
+
+    def vec(self, v: Value) -> Value:
+        v = self.ev.splat(v)
+        if v.type != VectorType(self.ev.width, self.acc_t):
+            raise NotVectorizable(f"{v.type} in a {self.acc_t} contraction")
+        return v
+
+    # -- structure ----------------------------------------------------------------------
+    def rows(self, tile_rows: int, body: Callable[[list[Value], Value], None]) -> None:
+        """Parallel over (batch, row tiles); ``body(batch_index, first_row)``."""
+        kb = self.kb
+        tiles = kb.emit("loop.div", kb.emit("loop.add", self.m, kb.index(tile_rows - 1)),
+                        kb.index(tile_rows))
+        trips = tiles
+        for d in self.batch_dims:
+            trips = kb.emit("loop.mul", trips, d)
+        with kb.loop(kb.index(0), trips, kb.index(1), parallel=True) as lp:
+            rest = kb.emit("loop.div", lp.iv, tiles)
+            m0 = kb.emit("loop.mul", kb.emit("loop.rem", lp.iv, tiles), kb.index(tile_rows))
+            batch: list[Value] = [None] * self.nb
+            for i in reversed(range(self.nb)):
+                batch[i] = rest if i == 0 else kb.emit("loop.rem", rest, self.batch_dims[i])
+                rest = kb.emit("loop.div", rest, self.batch_dims[i])
+            body(batch, m0)
+
+    def clamped(self, first: Value, offset: int, size: Value) -> Value:
+        kb = self.kb
+        return kb.emit("loop.min", kb.emit("loop.add", first, kb.index(offset)),
+                       kb.emit("loop.sub", size, kb.index(1)))
+
+    def valid(self, first: Value, offset: int, size: Value) -> Value:
+        kb = self.kb
+        return kb.emit("loop.lt", kb.emit("loop.add", first, kb.index(offset)), size)
+
+    def store(self, cond: Value, acc: Value, idx: tuple, at: tuple) -> None:
+        """Apply the epilogue to ``acc`` (the product at ``idx``) and store it, if ``cond``."""
+        kb, ev = self.kb, self.ev
+        with kb.loop(kb.index(0), kb.emit("loop.cast", cond, dtype=index), kb.index(1)):
+            def product(at_idx: tuple) -> Value:
+                if len(at_idx) != len(idx) or any(
+                        (x.base if isinstance(x, Lane) else x) is not
+                        (y.base if isinstance(y, Lane) else y) for x, y in zip(at_idx, idx)):
+                    raise NotVectorizable("epilogue reads the product elsewhere")
+                return ev.cast(acc, self.dtype)
+
+            ev.overrides[id(self.dot.result)] = product
+            v = ev.at(self.yielded, idx)
+            if isinstance(acc.type, VectorType):
+                v = ev.splat(v)
+                kb.vstore(v, self.out, list(at))
+            else:
+                if ev.is_vec(v):
+                    raise NotVectorizable("vector epilogue for a scalar product")
+                kb.store(v, self.out, list(at))
+
+
+def _b_rows(t: _Tiling) -> None:
+    """C tile of MR x (NV vectors): splat A elements, load B rows along N."""
+    kb, ev, width = t.kb, t.ev, t.ev.width
+    zero = kb.const(0, t.acc_t)
+
+    def tile(batch: list, m0: Value, n0: Value, nvec: int, rows: list[Value],
+             valid: list[Value]) -> None:
+        if nvec:
+            inits = [ev.splat(zero)] * (len(rows) * nvec)
+        else:
+            inits = [zero] * len(rows)
+        with kb.loop(kb.index(0), t.k, kb.index(1), inits) as lp:
+            if nvec:
+                bs = [t.vec(t.b_at(batch, lp.iv, Lane(kb.emit("loop.add", n0,
+                                                                kb.index(j * width)))))
+                      for j in range(nvec)]
+            else:
+                bs = [t.b_at(batch, lp.iv, n0)]
+            new = []
+            for r, row in enumerate(rows):
+                a = t.a_at(batch, row, lp.iv)
+                if ev.is_vec(a):
+                    raise NotVectorizable("A element is a vector")
+                a = ev.splat(a) if nvec else a
+                for j, b in enumerate(bs):
+                    acc = lp.args[r * len(bs) + j]
+                    new.append(kb.emit("loop.add", acc, kb.emit("loop.mul", a, b)))
+            lp.yield_(new)
+        accs = lp.results
+        for r in range(len(rows)):
+            row = kb.emit("loop.add", m0, kb.index(r))
+            for j in range(max(nvec, 1)):
+                col = kb.emit("loop.add", n0, kb.index(j * width)) if nvec else n0
+                ix = (*batch, row, Lane(col) if nvec else col)
+                t.store(valid[r], accs[r * max(nvec, 1) + j], ix, (*batch, row, col))
+
+    def body(batch: list, m0: Value) -> None:
+        rows = [t.clamped(m0, r, t.m) for r in range(MR)]
+        valid = [t.valid(m0, r, t.m) for r in range(MR)]
+        step = kb.index(NV * width)
+        n_full = kb.emit("loop.sub", t.n, kb.emit("loop.rem", t.n, step))
+        n_vec = kb.emit("loop.sub", t.n, kb.emit("loop.rem", t.n, kb.index(width)))
+        with kb.loop(kb.index(0), n_full, step) as lp:
+            tile(batch, m0, lp.iv, NV, rows, valid)
+        with kb.loop(n_full, n_vec, kb.index(width)) as lp:
+            tile(batch, m0, lp.iv, 1, rows, valid)
+        with kb.loop(n_vec, t.n, kb.index(1)) as lp:
+            tile(batch, m0, lp.iv, 0, rows, valid)
+
+    t.rows(MR, body)
+
+
+def _k_vectors(t: _Tiling) -> None:
+    """C tile of NT_ROWS x NT_COLS elements, each a vector accumulator along K."""
+    kb, ev, width = t.kb, t.ev, t.ev.width
+    zero = kb.const(0, t.acc_t)
+    w = kb.index(width)
+    k_vec = kb.emit("loop.sub", t.k, kb.emit("loop.rem", t.k, w))
+    col_tiles = kb.emit("loop.div", kb.emit("loop.add", t.n, kb.index(NT_COLS - 1)),
+                        kb.index(NT_COLS))
+
+    def body(batch: list, m0: Value) -> None:
+        rows = [t.clamped(m0, r, t.m) for r in range(NT_ROWS)]
+        row_ok = [t.valid(m0, r, t.m) for r in range(NT_ROWS)]
+        with kb.loop(kb.index(0), col_tiles, kb.index(1)) as ct:
+            n0 = kb.emit("loop.mul", ct.iv, kb.index(NT_COLS))
+            cols = [t.clamped(n0, c, t.n) for c in range(NT_COLS)]
+            col_ok = [t.valid(n0, c, t.n) for c in range(NT_COLS)]
+            pairs = [(r, c) for r in range(NT_ROWS) for c in range(NT_COLS)]
+            with kb.loop(kb.index(0), k_vec, w, [ev.splat(zero)] * len(pairs)) as lp:
+                a = [t.vec(t.a_at(batch, row, Lane(lp.iv))) for row in rows]
+                b = [t.vec(t.b_at(batch, Lane(lp.iv), col)) for col in cols]
+                lp.yield_([kb.emit("loop.add", acc, kb.emit("loop.mul", a[r], b[c]))
+                           for acc, (r, c) in zip(lp.args, pairs)])
+            vaccs = lp.results
+            with kb.loop(k_vec, t.k, kb.index(1), [zero] * len(pairs)) as lp:
+                a = [t.a_at(batch, row, lp.iv) for row in rows]
+                b = [t.b_at(batch, lp.iv, col) for col in cols]
+                if any(ev.is_vec(v) for v in a + b):
+                    raise NotVectorizable("vector in the scalar K tail")
+                lp.yield_([kb.emit("loop.add", acc, kb.emit("loop.mul", a[r], b[c]))
+                           for acc, (r, c) in zip(lp.args, pairs)])
+            for (r, c), vacc, tail in zip(pairs, vaccs, lp.results):
+                total = kb.emit("loop.add", kb.emit("loop.vreduce", vacc, fn="sum"), tail)
+                row = kb.emit("loop.add", m0, kb.index(r))
+                col = kb.emit("loop.add", n0, kb.index(c))
+                ok = kb.emit("loop.and", row_ok[r], col_ok[c])
+                t.store(ok, total, (*batch, row, col), (*batch, row, col))
+
+    t.rows(NT_ROWS, body)
+

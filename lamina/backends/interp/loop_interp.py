@@ -282,7 +282,7 @@ def _check_buffer(a: Any, t: MemRefType, what: str) -> np.ndarray:
                                   f"{a.strides}")
     else:
         for axis, (st, want) in enumerate(zip(a.strides, t.strides)):
-            if want is not None and a.shape[axis] > 1 and st != want * a.itemsize:
+            if want is not None and a.size and a.shape[axis] > 1 and st != want * a.itemsize:
                 raise LoopInterpError(f"{what}: axis {axis} has stride {st // a.itemsize}, "
                                       f"{t} needs {want}")
     return a
