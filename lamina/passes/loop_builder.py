@@ -42,10 +42,11 @@ class LoopHandle:
     iv: Value
     args: list[Value]
     yielded: list[Value] | None = None
+    skipped: list[Value] | None = None  # the initial values, when the loop never runs
 
     @property
     def results(self) -> list[Value]:
-        return self.op.results
+        return self.op.results if self.skipped is None else self.skipped
 
     def yield_(self, values: list[Value]) -> None:
         self.yielded = list(values)
@@ -229,6 +230,11 @@ class KernelBuilder:
             self.scopes[depth].cse[key] = op.result
         return op.result
 
+    def append(self, op: Op) -> Op:
+        """Add an op with side effects (a program's alloc or call) at the current position."""
+        self._place(op, self.level)
+        return op
+
     def store(self, value: Value, memref: Value, idx: list[Value]) -> None:
         self._place(L.Store([value, memref, *idx], [], loc=self.loc), self.level)
 
@@ -271,6 +277,7 @@ class _LoopContext:
         self.kb, self.parallel = kb, parallel
         self.operands = [lb, ub, step, *inits]
         self.nonempty = kb.nonempty(lb, ub, step)
+        self.empty = kb.static_trips(lb, ub, step) == 0  # built, then dropped
 
     def __enter__(self) -> LoopHandle:
         kb = self.kb
@@ -291,8 +298,9 @@ class _LoopContext:
         kb, h = self.kb, self.handle
         kb.scopes.pop()
         kb.scopes[-1].anchor = None
-        if exc_type is not None:
+        if exc_type is not None or self.empty:
             kb.scopes[-1].block.ops.remove(h.op)
+            h.skipped = self.operands[3:]
             return
         if h.args or h.yielded:
             if h.yielded is None or len(h.yielded) != len(h.args):

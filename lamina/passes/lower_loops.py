@@ -140,10 +140,8 @@ def _lower_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module)
     solver = ShapeSolver(region, yielded, pb,
                          {id(a): v for a, v in zip(region.args, inputs)}, what=f"@{name}")
     sizes = [solver.dim(yielded, a) for a, d in enumerate(result.type.shape) if d is None]
-    alloc = L.Alloc(sizes, [out_type], loc=op.loc)
-    pb.graph.body.append(alloc)
-    pb.graph.body.append(L.Call([*distinct, alloc.result], [],
-                                {"kernel": SymbolRef(name)}, loc=op.loc))
+    alloc = pb.append(L.Alloc(sizes, [out_type], loc=op.loc))
+    pb.append(L.Call([*distinct, alloc.result], [], {"kernel": SymbolRef(name)}, loc=op.loc))
     return alloc.result
 
 
