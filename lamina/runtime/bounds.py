@@ -220,9 +220,14 @@ class BoundsCheck:
             for b in bs:
                 self._check(b, arrays, shapes)
         if self.general:
-            shapes = shapes or [x.shape for x in arrays]
-            for b in self.general:
-                self._check(b, arrays, shapes)
+            self.check_general(arrays, shapes)
+
+    def check_general(self, arrays: Sequence[Any],
+                      shapes: Sequence[tuple[int, ...]] | None = None) -> None:
+        """Check the bounds that are not of the simple "up to another size" kind."""
+        shapes = shapes or [x.shape for x in arrays]
+        for b in self.general:
+            self._check(b, arrays, shapes)
 
     def _check(self, b: Bound, arrays: Sequence[Any], shapes: Sequence[tuple[int, ...]]) -> None:
         for g in b.guards:

@@ -57,20 +57,23 @@ else:  # pragma: no cover - only on a numpy whose object layout we do not know
         return a.ctypes.data
 
 
-def empty(shape: int | Sequence[int], dtype: np.dtype | type | str) -> np.ndarray:
-    """A new uninitialised C-contiguous array whose data starts on a 64-byte boundary.
+def alloc(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``empty`` for callers that already checked their arguments (generated programs):
+    ``shape`` a tuple of non-negative ints, ``dtype`` a ``np.dtype``.
 
     The memory is a slightly larger uint8 array; the result is a view of it at the
     aligned offset, so numpy owns and frees it as usual.
     """
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    dtype = np.dtype(dtype)
+    raw = np.empty(math.prod(shape) * dtype.itemsize + ALIGNMENT - 1, _U8)
+    return _ndarray(shape, dtype, raw, -data_pointer(raw) & (ALIGNMENT - 1))
+
+
+def empty(shape: int | Sequence[int], dtype: np.dtype | type | str) -> np.ndarray:
+    """A new uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     if any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
         raise ValueError(f"empty: sizes must be non-negative integers, got {shape}")
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGNMENT - 1, _U8)
-    offset = -data_pointer(raw) & (ALIGNMENT - 1)
-    return _ndarray(shape, dtype, raw, offset)
+    return alloc(tuple(int(d) for d in shape), np.dtype(dtype))
 
 
 def zeros(shape: int | Sequence[int], dtype: np.dtype | type | str) -> np.ndarray:

@@ -1,15 +1,16 @@
-"""Running a loop-stage program: sizes, allocations and kernel calls as a list of closures.
+"""Running a loop-stage program: the func becomes one straight-line Python function.
 
 A program ``func`` at the loop stage is straight-line code over buffers and
 index scalars (``loop.dim``, ``loop.const``, index arithmetic, ``loop.alloc``,
-``loop.call``, ``return``). ``compile_program`` turns it once into a register
-file (one slot per SSA value, constants pre-filled) and one closure per op, so
-a call does no IR work: check the arguments, run the closures, return buffers.
+``loop.call``, ``return``). ``compile_program`` translates it once, op by op,
+into the source of a Python function (one local per SSA value, kernels and
+dtypes bound as globals), so a call does no IR work and no dispatch: check the
+arguments, compute sizes, allocate, call the kernels, return the buffers.
+``Program.source`` shows the generated function.
 """
 
 from __future__ import annotations
 
-import operator
 from typing import Any, Callable
 
 import numpy as np
@@ -17,131 +18,117 @@ import numpy as np
 from lamina.ir.core import Graph, Module, Op, SymbolRef, Value
 from lamina.ir.types import MemRefType, ScalarType
 from lamina.ir.verifier import verify
-from lamina.runtime.buffers import empty
+from lamina.runtime.argcheck import ArgSpec, fast_path
+from lamina.runtime.buffers import alloc
 from lamina.runtime.cache import CompiledModule, compile_module
-from lamina.runtime.errors import ArgumentMismatch
-from lamina.runtime.kernel import ArgSpec, Kernel, make_checker
-
-Step = Callable[[list], None]
-
-
-def _trunc_div(a: int, b: int) -> int:
-    q = abs(a) // abs(b)
-    return q if (a < 0) == (b < 0) else -q
-
-
-def _trunc_rem(a: int, b: int) -> int:
-    return a - b * _trunc_div(a, b)
-
-
-# Index arithmetic with the semantics of the generated code (C-style division).
-_INDEX_OPS: dict[str, Callable[[int, int], int]] = {
-    "loop.add": operator.add, "loop.sub": operator.sub, "loop.mul": operator.mul,
-    "loop.div": _trunc_div, "loop.rem": _trunc_rem, "loop.max": max, "loop.min": min,
-}
-_INT_SCALARS = ("index", "i64", "i32")
+from lamina.runtime.kernel import Kernel
 
 
 class ProgramError(ValueError):
     """A program func that the runtime cannot run (an op it does not know, a bad call)."""
 
 
-class _Builder:
-    """Assigns register slots and turns each op of the func into a step."""
+def _div(a: int, b: int, where: str) -> int:
+    """Index division as the generated code does it (truncating, C-style)."""
+    if b == 0:
+        raise ZeroDivisionError(f"{where}: division by zero ({a} / 0)")
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
 
-    def __init__(self, func: Graph, compiled: CompiledModule, module: Module):
+
+def _rem(a: int, b: int, where: str) -> int:
+    return a - b * _div(a, b, where)
+
+
+def _negative(shape: tuple[int, ...], t: MemRefType, where: str) -> None:
+    raise ValueError(f"{where}: negative size in {shape} for {t}")
+
+
+# Index arithmetic: a Python expression per op ({a}, {b}: operands; {w}: the op's name).
+_ARITH = {
+    "loop.add": "{a} + {b}", "loop.sub": "{a} - {b}", "loop.mul": "{a} * {b}",
+    "loop.max": "max({a}, {b})", "loop.min": "min({a}, {b})",
+    "loop.div": "div({a}, {b}, {w})", "loop.rem": "rem({a}, {b}, {w})",
+}
+_INT_SCALARS = ("index", "i64", "i32")
+
+
+class _Translator:
+    """Turns the ops of a program func into lines of Python."""
+
+    def __init__(self, func: Graph, compiled: CompiledModule):
         self.func = func
         self.compiled = compiled
-        self.module = module
-        self.slots: dict[int, int] = {}
-        self.template: list[Any] = []
-        self.steps: list[Step] = []
+        self.names: dict[int, str] = {}
+        self.env: dict[str, Any] = {"div": _div, "rem": _rem, "alloc": alloc,
+                                    "negative": _negative}
+        self.lines: list[str] = []
         self.kernel_order: list[str] = []
 
-    def slot(self, v: Value) -> int:
-        s = self.slots.get(id(v))
-        if s is None:
-            s = self.slots[id(v)] = len(self.template)
-            self.template.append(None)
-        return s
+    def define(self, v: Value) -> str:
+        name = self.names[id(v)] = f"v{len(self.names)}"
+        return name
 
-    def use(self, op: Op, v: Value) -> int:
-        s = self.slots.get(id(v))
-        if s is None:
-            raise ProgramError(f"@{self.func.name}: {op.where()} uses a value defined nowhere")
-        return s
+    def use(self, op: Op, v: Value) -> str:
+        name = self.names.get(id(v))
+        if name is None:
+            raise ProgramError(f"{self.where(op)} uses a value defined nowhere")
+        return name
+
+    def bind(self, prefix: str, obj: Any) -> str:
+        """Make ``obj`` a global of the generated function; return its name."""
+        name = f"{prefix}{len(self.env)}"
+        self.env[name] = obj
+        return name
 
     def where(self, op: Op) -> str:
         return f"@{self.func.name}: {op.where()}"
 
-    def build(self) -> None:
-        for a in self.func.args:
-            self.slot(a)
-        ops = self.func.ops
-        for op in ops[:-1]:
+    def translate(self) -> None:
+        args = [self.define(a) for a in self.func.args]
+        if args:
+            self.lines.append(f"{', '.join(args)}{',' if len(args) == 1 else ''} = xs")
+        for op in self.func.ops[:-1]:
             handler = _HANDLERS.get(op.name)
             if handler is None:
                 raise ProgramError(f"{self.where(op)}: a program may hold only "
                                    f"{', '.join(sorted(_HANDLERS))} and return")
             handler(self, op)
+        ret = self.func.ops[-1]
+        self.lines.append(f"return [{', '.join(self.use(ret, v) for v in ret.operands)}]")
 
     # -- one method per op -----------------------------------------------------
     def const(self, op: Op) -> None:
         v = op.attrs["value"]
         if not isinstance(v, int) or isinstance(v, bool):
             raise ProgramError(f"{self.where(op)}: program constants must be integers, got {v!r}")
-        self.template[self.slot(op.result)] = v
+        self.lines.append(f"{self.define(op.result)} = {v}")
 
     def dim(self, op: Op) -> None:
-        buf, out, axis = self.use(op, op.operands[0]), self.slot(op.result), op.attrs["axis"]
-
-        def step(r: list) -> None:
-            r[out] = r[buf].shape[axis]
-
-        self.steps.append(step)
+        buf = self.use(op, op.operands[0])
+        self.lines.append(f"{self.define(op.result)} = {buf}.shape[{int(op.attrs['axis'])}]")
 
     def arith(self, op: Op) -> None:
         if any(not isinstance(v.type, ScalarType) or v.type.name not in _INT_SCALARS
                for v in op.operands):
             raise ProgramError(f"{self.where(op)}: program arithmetic is on index values only")
-        fn = _INDEX_OPS[op.name]
-        a, b, out = self.use(op, op.operands[0]), self.use(op, op.operands[1]), self.slot(op.result)
-        where = self.where(op)
-        if op.name in ("loop.div", "loop.rem"):
-            def step(r: list) -> None:
-                if r[b] == 0:
-                    raise ZeroDivisionError(f"{where}: division by zero ({r[a]} / 0)")
-                r[out] = fn(r[a], r[b])
-        else:
-            def step(r: list) -> None:
-                r[out] = fn(r[a], r[b])
-
-        self.steps.append(step)
+        a, b = (self.use(op, v) for v in op.operands)
+        expr = _ARITH[op.name].format(a=a, b=b, w=self.bind("w", self.where(op)))
+        self.lines.append(f"{self.define(op.result)} = {expr}")
 
     def alloc(self, op: Op) -> None:
         t = op.result.type
         assert isinstance(t, MemRefType)  # the verifier checked it
-        dtype, out = t.dtype.numpy, self.slot(op.result)
-        if all(d is not None for d in t.shape):
-            shape = tuple(t.shape)
-
-            def step(r: list) -> None:
-                r[out] = empty(shape, dtype)
-
-            self.steps.append(step)
-            return
+        dtype = self.bind("dt", t.dtype.numpy)
         dyn = iter([self.use(op, v) for v in op.operands])
-        # Each axis: a static size or the register slot of its run-time size.
-        axes = tuple((False, d) if d is not None else (True, next(dyn)) for d in t.shape)
-        where = self.where(op)
-
-        def step_dyn(r: list) -> None:
-            shape = tuple(r[v] if is_dyn else v for is_dyn, v in axes)
-            if min(shape) < 0:
-                raise ValueError(f"{where}: negative size in {shape} for {t}")
-            r[out] = empty(shape, dtype)
-
-        self.steps.append(step_dyn)
+        dims = [str(d) if d is not None else next(dyn) for d in t.shape]
+        shape = f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
+        out = self.define(op.result)
+        if op.operands:
+            sizes = " or ".join(f"{self.use(op, v)} < 0" for v in op.operands)
+            self.lines.append(f"if {sizes}: negative({shape}, {self.bind('t', t)}, "
+                              f"{self.bind('w', self.where(op))})")
+        self.lines.append(f"{out} = alloc({shape}, {dtype})")
 
     def call(self, op: Op) -> None:
         ref = op.attrs["kernel"]
@@ -152,19 +139,8 @@ class _Builder:
         self.check_call(op, kernel)
         if name not in self.kernel_order:
             self.kernel_order.append(name)
-        regs = [self.use(op, v) for v in op.operands]
-        if len(regs) == 1:
-            (x,) = regs
-
-            def step(r: list) -> None:
-                kernel(r[x])
-        else:
-            get = operator.itemgetter(*regs)
-
-            def step(r: list) -> None:
-                kernel(*get(r))
-
-        self.steps.append(step)
+        k = self.bind(f"k_{name}_", kernel)
+        self.lines.append(f"{k}({', '.join(self.use(op, v) for v in op.operands)})")
 
     def check_call(self, op: Op, kernel: Kernel) -> None:
         """Operand types must agree with the kernel's in count, dtype and rank."""
@@ -179,32 +155,37 @@ class _Builder:
                                    f"@{kernel.name}'s argument {t}")
 
 
-_HANDLERS: dict[str, Callable[[_Builder, Op], None]] = {
-    "loop.const": _Builder.const, "loop.dim": _Builder.dim, "loop.alloc": _Builder.alloc,
-    "loop.call": _Builder.call, **{name: _Builder.arith for name in _INDEX_OPS},
+_HANDLERS: dict[str, Callable[[_Translator, Op], None]] = {
+    "loop.const": _Translator.const, "loop.dim": _Translator.dim,
+    "loop.alloc": _Translator.alloc, "loop.call": _Translator.call,
+    **{name: _Translator.arith for name in _ARITH},
 }
 
 
 class Program:
-    """A compiled loop-stage program: ``program(*arrays) -> list of arrays``."""
+    """A compiled loop-stage program: ``program(*arrays) -> list of arrays``.
+
+    The arguments are checked against the func's memref types (count, dtype,
+    rank, static sizes, layout) before anything runs; results are new
+    64-byte-aligned buffers, or the argument itself where the func returns one.
+    """
 
     def __init__(self, module: Module, func: Graph, compiled: CompiledModule):
         self.module = module
         self.func = func
         self.compiled = compiled
-        b = _Builder(func, compiled, module)
-        b.build()
-        self.kernels: tuple[str, ...] = tuple(b.kernel_order)
         self.arg_types = tuple(a.type for a in func.args)
-        self._nargs = len(func.args)
-        self._template = b.template
-        self._steps = tuple(b.steps)
-        self._checks = tuple(
-            make_checker(ArgSpec(a.type, f"func @{func.name}: argument {i}"
-                                 + (f" (%{a.hint})" if a.hint else "")))
-            for i, a in enumerate(func.args)
-        )
-        self._results = tuple(b.use(func.ops[-1], v) for v in func.returned)
+        specs = [ArgSpec(a.type, f"func @{func.name}: argument {i}"
+                         + (f" (%{a.hint})" if a.hint else ""))
+                 for i, a in enumerate(func.args)]
+        tr = _Translator(func, compiled)
+        tr.env["check"] = fast_path(specs, f"func @{func.name}", pack=False)
+        tr.translate()
+        self.kernels: tuple[str, ...] = tuple(tr.kernel_order)
+        self.source = "def run(*xs):\n    check(*xs)\n" + "".join(
+            f"    {line}\n" for line in tr.lines)
+        exec(compile(self.source, f"<lamina program @{func.name}>", "exec"), tr.env)
+        self._run: Callable[..., list[np.ndarray]] = tr.env["run"]
 
     @property
     def name(self) -> str:
@@ -220,17 +201,7 @@ class Program:
         return f"Program(@{self.name}({sig}), kernels={list(self.kernels)})"
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        if len(arrays) != self._nargs:
-            raise ArgumentMismatch(f"func @{self.name}: expected {self._nargs} arguments "
-                                   f"({', '.join(str(t) for t in self.arg_types)}), got "
-                                   f"{len(arrays)}")
-        for a, check in zip(arrays, self._checks):
-            check(a)
-        regs = self._template.copy()
-        regs[: self._nargs] = arrays
-        for step in self._steps:
-            step(regs)
-        return [regs[i] for i in self._results]
+        return self._run(*arrays)
 
 
 def _pick_func(module: Module, func_name: str | None) -> Graph:
@@ -260,4 +231,3 @@ def compile_program(loop_module: Module, func_name: str | None = None) -> Progra
             raise ProgramError(f"func @{func.name}: result {i} has type {v.type}; program "
                                "results must be memrefs")
     return Program(loop_module, func, compile_module(loop_module))
-

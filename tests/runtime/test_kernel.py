@@ -80,7 +80,7 @@ def test_int64_and_zero_d_kernels(kernels):
 def test_argument_count_dtype_rank_errors(kernels):
     k = kernels["add1"]
     a = np.zeros(4, np.float32)
-    with pytest.raises(ArgumentMismatch, match=r"kernel @add1: expected 3 buffers, got 2"):
+    with pytest.raises(ArgumentMismatch, match=r"kernel @add1: expected 3 buffers .*, got 2"):
         k(a, a)
     with pytest.raises(TypeError, match=r"argument 1 \(%b\): expects memref<\?xf32>.*dtype "
                                         r"float64 is not float32"):

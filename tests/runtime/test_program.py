@@ -95,7 +95,7 @@ def test_index_arithmetic_alloc_and_zero_d_result(cache_dir, hand_emit, n):
 
 def test_argument_errors_name_function_and_argument(fma):
     x = np.zeros((2, 3), np.float32)
-    with pytest.raises(ArgumentMismatch, match=r"func @f: expected 2 arguments .*got 1"):
+    with pytest.raises(ArgumentMismatch, match=r"func @f: expected 2 buffers .*got 1"):
         fma(x)
     with pytest.raises(TypeError, match=r"func @f: argument 1 \(%y\).*dtype float64 is not "
                                         "float32"):
