@@ -35,14 +35,15 @@ class Range:
 
 @dataclass(frozen=True)
 class Bound:
-    """Axis ``axis`` of argument ``arg`` is indexed up to ``last + extra`` (``last``: the
-    last value of loop ``over``, or 0 when the index is the constant ``extra``), whenever
-    all ``guards`` loops run at least once."""
+    """Axis ``axis`` of argument ``arg`` is indexed at ``i + offset`` for every value ``i``
+    of loop ``over`` (or at the constant ``offset`` when ``over`` is None), plus ``lanes``
+    more elements for a vector access, whenever all ``guards`` loops run at least once."""
 
     arg: int
     axis: int
     over: Range | None
-    extra: int
+    offset: int
+    lanes: int
     guards: tuple[Range, ...]
 
 
@@ -125,9 +126,9 @@ class _Analysis:
             if d is None:
                 continue
             if d[0] == "c":
-                bound = Bound(arg, axis, None, d[1] + lanes, guards)
+                bound = Bound(arg, axis, None, d[1], lanes, guards)
             elif d[0] == "iv":
-                bound = Bound(arg, axis, d[1], d[2] + lanes, guards)
+                bound = Bound(arg, axis, d[1], d[2], lanes, guards)
             else:
                 continue
             if not _statically_true(bound, t):
@@ -161,15 +162,15 @@ class _Analysis:
 def _statically_true(b: Bound, t: MemRefType) -> bool:
     """A bound that always holds: a loop up to this very size, or constants within a
     static size."""
-    o = b.over
-    if o is not None and o.ub == (b.arg, b.axis) and o.lb + b.extra >= 0 and b.extra <= 0:
+    o, reach = b.over, b.offset + b.lanes
+    if o is not None and o.ub == (b.arg, b.axis) and o.lb + b.offset >= 0 and reach <= 0:
         return True
     size = t.shape[b.axis]
-    if size is None or b.extra < 0:
+    if size is None:
         return False
-    if b.over is None:
-        return b.extra < size
-    return isinstance(b.over.ub, int) and b.over.lb >= 0 and b.over.ub - 1 + b.extra < size
+    if o is None:
+        return 0 <= b.offset and reach < size
+    return isinstance(o.ub, int) and o.lb + b.offset >= 0 and o.ub - 1 + reach < size
 
 
 def derive_bounds(graph: Graph) -> tuple[Bound, ...]:
@@ -203,7 +204,7 @@ class BoundsCheck:
         general: list[Bound] = []
         for b in bounds:
             o = b.over
-            if (o is not None and o.lb == 0 and o.step == 1 and b.extra == 0
+            if (o is not None and o.lb == 0 and o.step == 1 and b.offset == 0 and b.lanes == 0
                     and isinstance(o.ub, tuple) and o.ub[1] == b.axis):
                 pairs.setdefault((b.arg, o.ub[0]), []).append(b)
             else:
@@ -236,8 +237,8 @@ class BoundsCheck:
         last = 0 if b.over is None else _last(b.over, shapes)
         if last is None:
             return
-        low = (0 if b.over is None else b.over.lb) + b.extra
-        high = last + b.extra
+        low = (0 if b.over is None else b.over.lb) + b.offset
+        high = last + b.offset + b.lanes
         size = shapes[b.arg][b.axis]
         a = arrays[b.arg]
         if a.strides[b.axis] == 0 and size >= 1:
