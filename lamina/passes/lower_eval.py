@@ -349,6 +349,8 @@ def _concat(ev: Evaluator, op: Op, idx: tuple) -> Value:
     axis = op.attrs["axis"]
     kb = ev.kb
     pieces = [v for v in op.operands if v.type.shape[axis] != 0]
+    if not pieces:  # the result is empty: this is never run
+        return kb.const(0, op.result.type.dtype)
     if len(pieces) == 1:
         return ev.at(pieces[0], idx)
     i = ev.scalar(idx[axis])

@@ -33,11 +33,13 @@ class ShapeSolver:
         self.values: dict[int, Value] = {}
         self.memo: dict[Node, Value] = {}
         self.busy: set[Node] = set()
-        for a in region.args:
+        self.order: dict[Node, tuple[int, int]] = {}
+        for k, a in enumerate(region.args):
             self.values[id(a)] = a
             memref = inputs[id(a)]
             for axis in range(a.type.rank):
                 self.buffers[(id(a), axis)] = (memref, axis)
+                self.order[(id(a), axis)] = (k, axis)
         for op in region.ops:
             for r in op.results:
                 self.values[id(r)] = r
@@ -45,6 +47,7 @@ class ShapeSolver:
         if out is not None:
             for axis in range(result.type.rank):
                 self.buffers[("out", axis)] = (out, axis)  # type: ignore[index]
+                self.order[("out", axis)] = (len(region.args), axis)  # type: ignore[index]
                 self._union((id(result), axis), ("out", axis))  # type: ignore[arg-type]
         self.members: dict[Node, list[Node]] = {}
         for node in list(self.parent):
@@ -149,14 +152,10 @@ class ShapeSolver:
         for n in members:
             if n[0] != "out" and self.values[n[0]].type.shape[n[1]] is not None:
                 return self._remember(root, self.kb.index(self.values[n[0]].type.shape[n[1]]))
-        for n in members:
-            if n in self.buffers and n[0] != "out":
-                memref, a = self.buffers[n]
-                return self._remember(root, self.kb.emit("loop.dim", memref, axis=a))
-        for n in members:
-            if n in self.buffers:
-                memref, a = self.buffers[n]
-                return self._remember(root, self.kb.emit("loop.dim", memref, axis=a))
+        held = sorted((self.order[n], n) for n in members if n in self.buffers)
+        if held:  # the first input holding the axis, else the output
+            memref, a = self.buffers[held[0][1]]
+            return self._remember(root, self.kb.emit("loop.dim", memref, axis=a))
         if root in self.busy:
             raise self._unknown(v, axis)
         self.busy.add(root)

@@ -63,13 +63,15 @@ def _bf16_round(x: Any) -> Any:
 
 def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
     """bf16 bit patterns (uint16) to float32 values."""
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+    out = (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(out) if isinstance(bits, np.ndarray) else out
 
 
 def f32_to_bf16(x: np.ndarray) -> np.ndarray:
     """float32 values to bf16 bit patterns (uint16), rounding to nearest even."""
     r = np.asarray(_bf16_round(x), dtype=np.float32)
-    return (r.view(np.uint32) >> 16).astype(np.uint16)
+    bits = (r.view(np.uint32) >> 16).astype(np.uint16)
+    return np.asarray(bits) if isinstance(x, np.ndarray) else bits
 
 
 def _fit(x: Any, t: ScalarType) -> Any:
