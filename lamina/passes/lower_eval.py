@@ -64,7 +64,7 @@ class Evaluator:
     def at(self, v: Value, idx: tuple) -> Value:
         """Element ``idx`` of region value ``v`` (a scalar, or a vector in vector mode)."""
         idx = tuple(idx)
-        key = ("at", id(v), tuple(_key(i) for i in idx))
+        key = ("at", id(v), tuple(_key(i) for i in idx), self.width)
         hit = self.kb.memo_get(key)
         if hit is not None:
             return hit[0]

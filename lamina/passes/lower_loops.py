@@ -35,6 +35,7 @@ from lamina.passes.lower_shapes import ShapeSolver
 from lamina.passes.manager import Pass, register_pass
 
 Layout = tuple[int | None, ...] | None
+OUTPUT_VECTORS = 16  # registers of lanes per step when a reduction keeps the last axis
 
 
 @register_pass
@@ -182,8 +183,15 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
             raise IRError(f"lower-loops: {what}: {op.where()} cannot be part of a fusion group")
     dims = [kb.emit("loop.dim", out, axis=a) if d is None else kb.index(d)
             for a, d in enumerate(out.type.shape)]
-    if not lower_dot.emit_contraction(ev, ops, yielded, out, dims):
-        emit_output_nest(ev, yielded, out, dims, _vectorize_output(ops))
+    if lower_dot.emit_contraction(ev, ops, yielded, out, dims):
+        pass
+    elif _vectorize_output(ops):
+        # many registers of lanes: each step of the reduction then reads a long
+        # contiguous run of every row it visits, which the hardware prefetches well
+        wide = Evaluator(kb, shapes, binding, ev.width * OUTPUT_VECTORS, what)
+        emit_output_nest([wide, ev, ev], yielded, out, dims)
+    else:
+        emit_output_nest([ev], yielded, out, dims)
     kb.finish()
 
 
@@ -202,69 +210,70 @@ def _vectorize_output(ops: list[Op]) -> bool:
     return found
 
 
-def emit_output_nest(ev: Evaluator, yielded: Value, out: Value, dims: list[Value],
-                     vectorize: bool) -> None:
-    """``out[i...] = yielded[i...]``: parallel over axis 0, sequential inside."""
+def emit_output_nest(evs: list[Evaluator], yielded: Value, out: Value,
+                     dims: list[Value]) -> None:
+    """``out[i...] = yielded[i...]``: parallel over axis 0, sequential inside.
+
+    ``evs`` ends with the evaluator for scalar code; any before it are vector
+    tiers, widest first: the last axis is then stored a vector of each width at a
+    time, as far as whole vectors go, then element by element.
+    """
+    ev = evs[-1]
     kb = ev.kb
     if not dims:
         kb.store(ev.at(yielded, ()), out, [])
         return
-    if len(dims) == 1 and vectorize:
+    if len(dims) == 1 and len(evs) > 1:
         try:
-            _chunked_vector_nest(ev, yielded, out, dims[0])
+            _chunked_vector_nest(evs, yielded, out, dims[0])
             return
         except NotVectorizable:
             pass
     with kb.loop(kb.index(0), dims[0], kb.index(1), parallel=True) as lp:
-        _inner_nest(ev, yielded, out, dims, [lp.iv], vectorize)
+        _inner_nest(evs, yielded, out, dims, [lp.iv])
 
 
-def _inner_nest(ev: Evaluator, yielded: Value, out: Value, dims: list[Value], ivs: list[Value],
-                vectorize: bool) -> None:
+def _inner_nest(evs: list[Evaluator], yielded: Value, out: Value, dims: list[Value],
+                ivs: list[Value]) -> None:
+    ev = evs[-1]
     kb = ev.kb
     if len(ivs) == len(dims):
         kb.store(ev.at(yielded, tuple(ivs)), out, ivs)
         return
-    if vectorize and len(ivs) == len(dims) - 1:
+    if len(evs) > 1 and len(ivs) == len(dims) - 1:
         try:
-            _vector_row(ev, yielded, out, dims[-1], ivs)
+            _vector_row(evs, yielded, out, ivs, kb.index(0), dims[-1])
             return
         except NotVectorizable:
             pass
     with kb.loop(kb.index(0), dims[len(ivs)], kb.index(1)) as lp:
-        _inner_nest(ev, yielded, out, dims, [*ivs, lp.iv], vectorize)
+        _inner_nest([ev], yielded, out, dims, [*ivs, lp.iv])
 
 
-def _store_vector(ev: Evaluator, yielded: Value, out: Value, ivs: list[Value],
-                  base: Value) -> None:
-    v = ev.splat(ev.at(yielded, (*ivs, Lane(base))))
-    ev.kb.vstore(v, out, [*ivs, base])
+def _vector_row(evs: list[Evaluator], yielded: Value, out: Value, ivs: list[Value],
+                start: Value, end: Value) -> None:
+    """``[start, end)`` of the last axis: whole vectors of each width, then a scalar tail."""
+    kb = evs[0].kb
+    lo = start
+    for ev in evs[:-1]:
+        w = kb.index(ev.width)
+        span = kb.emit("loop.sub", end, lo)
+        hi = kb.emit("loop.sub", end, kb.emit("loop.rem", span, w))
+        with kb.loop(lo, hi, w) as lp:
+            v = ev.splat(ev.at(yielded, (*ivs, Lane(lp.iv))))
+            kb.vstore(v, out, [*ivs, lp.iv])
+        lo = hi
+    scalar = evs[-1]
+    with kb.loop(lo, end, kb.index(1)) as lp:
+        kb.store(scalar.at(yielded, (*ivs, lp.iv)), out, [*ivs, lp.iv])
 
 
-def _vector_row(ev: Evaluator, yielded: Value, out: Value, n: Value, ivs: list[Value]) -> None:
-    """The last axis as whole vectors, then a scalar tail."""
-    kb, width = ev.kb, ev.width
-    w = kb.index(width)
-    n_vec = kb.emit("loop.sub", n, kb.emit("loop.rem", n, w))
-    with kb.loop(kb.index(0), n_vec, w) as lp:
-        _store_vector(ev, yielded, out, ivs, lp.iv)
-    with kb.loop(n_vec, n, kb.index(1)) as lp:
-        kb.store(ev.at(yielded, (*ivs, lp.iv)), out, [*ivs, lp.iv])
-
-
-def _chunked_vector_nest(ev: Evaluator, yielded: Value, out: Value, n: Value) -> None:
-    """A 1-d output in parallel chunks of one vector; the last chunk runs scalar."""
-    kb, width = ev.kb, ev.width
+def _chunked_vector_nest(evs: list[Evaluator], yielded: Value, out: Value, n: Value) -> None:
+    """A 1-d output in parallel chunks of the widest vector."""
+    kb, width = evs[0].kb, evs[0].width
     w = kb.index(width)
     chunks = kb.emit("loop.div", kb.emit("loop.add", n, kb.index(width - 1)), w)
-    n_vec = kb.emit("loop.sub", n, kb.emit("loop.rem", n, w))
     with kb.loop(kb.index(0), chunks, kb.index(1), parallel=True) as lp:
         start = kb.emit("loop.mul", lp.iv, w)
         end = kb.emit("loop.min", kb.emit("loop.add", start, w), n)
-        # one trip when the chunk is whole: start + width <= n
-        whole = kb.emit("loop.add", kb.emit("loop.sub", end, w), kb.index(1))
-        with kb.loop(start, whole, w) as v:
-            _store_vector(ev, yielded, out, [], v.iv)
-        with kb.loop(kb.emit("loop.max", start, n_vec), end, kb.index(1)) as s:
-            kb.store(ev.at(yielded, (s.iv,)), out, [s.iv])
-
+        _vector_row(evs, yielded, out, [], start, end)

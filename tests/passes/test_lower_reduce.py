@@ -3,6 +3,8 @@ epilogues run by the loop interpreter against numpy (every dtype, NaN, empty axe
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -61,6 +63,11 @@ def test_kept_last_axis_stores_vectors():
     out = str(lower(parse(ROW_SUM.replace("AXIS", "0"))))
     filecheck(out, """
         CHECK: loop.parallel
+        CHECK: loop.for
+        CHECK: loop.for
+        CHECK-SAME: : vector<256xf32>
+        CHECK: loop.vload %in0
+        CHECK: loop.vstore
         CHECK: loop.for
         CHECK: loop.for
         CHECK-SAME: : vector<16xf32>
@@ -239,3 +246,25 @@ def test_full_reduction_to_a_scalar():
     (got,) = run(out, x)
     assert got.shape == () and got == x.sum()
     assert "loop.parallel" not in str(out)  # nothing to split: one accumulation
+
+
+def test_wide_vector_tiers_of_a_kept_last_axis():
+    """Past 256 kept columns the widest vectors run, then 16-lane ones, then scalars."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 300)).astype(np.float32)
+    x[1, 7] = np.nan
+    x[2, 290] = np.nan
+    tt = TensorType((None, None), f32)
+    for fn, ref in (("reduce_max", lambda v: np.max(v, 0)), ("argmax", lambda v: np_arg(
+            "max", v, 0)), ("reduce_sum", lambda v: v.astype(np.float64).sum(0))):
+        attrs = {"axis": 0} if fn == "argmax" else {"axes": (0,)}
+        module = group([tt], lambda b, v, fn=fn, attrs=attrs: b(f"prim.{fn}", v, **attrs))
+        out = lower(module)
+        widths = [int(w) for w in re.findall(r"loop.vload .*\{width = (\d+)\}", str(out))]
+        assert max(widths) >= 128 and min(widths) <= 16
+        (got,) = run(out, x)
+        np.testing.assert_allclose(got, ref(x), rtol=1e-6, atol=1e-5)
+    y = np.broadcast_to(x[:1], (4, 300))
+    module = group([tt], lambda b, v: b("prim.reduce_sum", v, axes=(0,)))
+    (got,) = run(lower(module, (layout_of(y),)), y)
+    np.testing.assert_allclose(got, 4 * x[0].astype(np.float64), rtol=1e-6)
