@@ -299,6 +299,8 @@ def _slice(c: Call, x: np.ndarray) -> np.ndarray:
 def _pad(c: Call, x: np.ndarray) -> np.ndarray:
     t = c.out_type.dtype
     value = nx.scalar_storage(c.attrs["value"], t, c.op.where())
+    if x.ndim == 0:  # np.pad rejects an empty pad width
+        return x.copy()
     return np.pad(x, list(zip(c.attrs["low"], c.attrs["high"])), constant_values=value)
 
 
