@@ -31,9 +31,9 @@ from lamina.passes.loop_builder import NotVectorizable
 from lamina.passes.lower_eval import Evaluator, Lane
 from lamina.passes.lower_reduce import accumulator_type
 
-MR = 6  # rows of A per tile (B-row form)
+MR = 8  # rows of A per tile (B-row form)
 NV = 2  # vectors of B per tile row (B-row form)
-NT_ROWS, NT_COLS = 4, 3  # tile of the K-vector form
+NT_ROWS, NT_COLS = 4, 4  # tile of the K-vector form
 
 
 def emit_contraction(ev: Evaluator, ops: list[Op], yielded: Value, out: Value,
