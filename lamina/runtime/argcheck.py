@@ -175,8 +175,7 @@ def fast_path(specs: Sequence[ArgSpec], what: str, bounds: BoundsCheck | None = 
     if bounds is not None:
         # Loop-over-another-size bounds hold whenever the size is at least as large;
         # only when it is not does the exact check (with its guards) have to decide.
-        pairs = [f"s{b.arg}[{b.axis}] >= s{b.over.ub[0]}[{b.axis}]"  # type: ignore[index,union-attr]
-                 for _, _, bs in bounds.pairs for b in bs]
+        pairs = [f"s{a}[{ax}] >= s{src}[{src_ax}]" for a, ax, src, src_ax in bounds.simple]
         if pairs:
             body.append(f"if not ({' and '.join(pairs)}): {bail}")
         if bounds.general:

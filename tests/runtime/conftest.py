@@ -14,6 +14,9 @@ def cache_dir(tmp_path, monkeypatch):
     """LAMINA_CACHE_DIR in a temp dir, an empty memory cache and zeroed counters."""
     d = tmp_path / "lamina-cache"
     monkeypatch.setenv("LAMINA_CACHE_DIR", str(d))
+    # The key hashes the backend's sources; hash them afresh so that a child process
+    # started by the test sees the same key even while the backend is being edited.
+    cache_mod._backend_source_hash.cache_clear()
     cache_mod.cache().memory.clear()
     cache_mod.reset_cache_stats()
     yield d

@@ -107,13 +107,87 @@ def test_broadcast_axes_are_not_bounded():
         dyn([np.zeros(1, np.float32), _f(5)])
 
 
-def test_unanalysable_loops_are_not_checked():
-    body = """  %n = loop.dim %out {axis = 0} : index
-  %m = loop.sub %n, %c1 : index
-  %q = loop.mul %m, %c1 : index
-  loop.parallel %c0, %q, %c1 (%i: index) {
+def test_loops_bounded_by_data_are_not_checked():
+    body = """  %z = loop.load %n_buf : index
+  loop.parallel %c0, %z, %c1 (%i: index) {
     %v = loop.load %a, %i : f32
     loop.store %v, %out, %i
   }"""
-    g, _ = _kernel("%a: memref<?xf32>, %out: memref<?xf32>", body)
+    g, _ = _kernel("%a: memref<?xf32>, %out: memref<?xf32>, %n_buf: memref<index>", body)
     assert derive_bounds(g) == ()
+
+
+TILED = """  %c16 = loop.const {value = 16} : index
+  %c32 = loop.const {value = 32} : index
+  %n = loop.dim %out {axis = 0} : index
+  %r32 = loop.rem %n, %c32 : index
+  %n32 = loop.sub %n, %r32 : index
+  %r16 = loop.rem %n, %c16 : index
+  %n16 = loop.sub %n, %r16 : index
+  loop.for %c0, %n32, %c32 (%i: index) {
+    %j = loop.add %i, %c16 : index
+    %v = loop.vload %b, %i {width = 16} : vector<16xf32>
+    %w = loop.vload %b, %j {width = 16} : vector<16xf32>
+    loop.vstore %v, %out, %i
+    loop.vstore %w, %out, %j
+  }
+  loop.for %n32, %n16, %c16 (%k: index) {
+    %x = loop.vload %b, %k {width = 16} : vector<16xf32>
+    loop.vstore %x, %out, %k
+  }
+  loop.for %n16, %n, %c1 (%m: index) {
+    %y = loop.load %b, %m : f32
+    loop.store %y, %out, %m
+  }"""
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 100])
+def test_tiled_vector_loops_are_checked_exactly(n):
+    _, check = _kernel("%b: memref<?xf32>, %out: memref<?xf32>", TILED)
+    check([_f(n), _f(n)])
+    check([_f(n + 3), _f(n)])
+    if n:
+        with pytest.raises(ArgumentMismatch, match=r"argument 0 .* but the kernel indexes it "
+                                                    rf"from \d+ to {n - 1}"):
+            check([_f(n - 1), _f(n)])
+
+
+GUARDED = """  %n = loop.dim %out {axis = 0} : index
+  %m = loop.dim %out {axis = 1} : index
+  loop.parallel %c0, %n, %c1 (%i: index) {
+    %i1 = loop.add %i, %c1 : index
+    %ok = loop.lt %i1, %n : i1
+    %t = loop.cast %ok {dtype = index} : index
+    loop.for %c0, %t, %c1 (%u: index) {
+      loop.for %c0, %m, %c1 (%j: index) {
+        %v = loop.load %a, %i1, %j : f32
+        loop.store %v, %out, %i, %j
+      }
+    }
+  }"""
+
+
+def test_guards_that_narrow_the_index_range_disable_its_check():
+    g, check = _kernel("%a: memref<?x?xf32>, %out: memref<?x?xf32>", GUARDED)
+    # a[i + 1] is guarded by i + 1 < n: axis 0 is not checked, axis 1 (j < m) is.
+    assert [(b.arg, b.axis) for b in derive_bounds(g)] == [(0, 1)]
+    check([_f(4, 5), _f(4, 5)])
+    with pytest.raises(ArgumentMismatch, match="axis 1"):
+        check([_f(4, 4), _f(4, 5)])
+
+
+def test_exact_size_indices():
+    body = """  %n = loop.dim %out {axis = 0} : index
+  %last = loop.sub %n, %c1 : index
+  %pos = loop.gt %n, %c0 : i1
+  %t = loop.cast %pos {dtype = index} : index
+  loop.for %c0, %t, %c1 (%u: index) {
+    %v = loop.load %a, %last : f32
+    loop.store %v, %out, %last
+  }"""
+    g, check = _kernel("%a: memref<?xf32>, %out: memref<?xf32>", body)
+    assert len(derive_bounds(g)) == 2
+    check([_f(3), _f(3)])
+    check([_f(0), _f(0)])  # the guard loop does not run: a[-1] is never read
+    with pytest.raises(ArgumentMismatch, match="from 2 to 2"):
+        check([_f(2), _f(3)])
