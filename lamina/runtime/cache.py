@@ -382,6 +382,15 @@ def _file_lock(path: Path) -> Iterator[None]:
 _CACHE = KernelCache()
 
 
+def _after_fork_in_child() -> None:
+    # The lock may have been held by a thread that does not exist in the child.
+    _CACHE._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def cache() -> KernelCache:
     """The process-wide kernel cache."""
     return _CACHE

@@ -123,6 +123,18 @@ _pool: ThreadPool | None = None
 _pool_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # A forked child (a DataLoader worker, say) has none of the parent's threads: start a
+    # new pool on first use instead of queueing work for workers that do not exist.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def pool() -> ThreadPool:
     """The process-wide pool, created on first use."""
     global _pool

@@ -106,3 +106,26 @@ def test_pool_of_one_runs_inline():
     names = set()
     p.parallel_for(lambda i: names.add(threading.current_thread().name), 5)
     assert names == {threading.current_thread().name}
+
+
+def test_forked_child_gets_a_working_pool(monkeypatch):
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    monkeypatch.setenv("LAMINA_NUM_THREADS", "2")  # the child's new pool has one worker
+    threads.set_num_threads(2)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: its pool must be new and must run every chunk
+            try:
+                seen = []
+                threads.parallel_for(seen.append, 5)
+                ok = sorted(seen) == list(range(5)) and threads.pool()._threads[0].is_alive()
+                os._exit(0 if ok else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        threads.set_num_threads(threads._default_size())
