@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lamina.runtime import Kernel, compile_module, kernel, threads
+from lamina.runtime import cache as cache_mod
 from lamina.runtime.errors import ArgumentMismatch
 
-from .llvm_kernels import binary_ir, iota_ir, module, total_ir
+from .llvm_kernels import HandEmitter, binary_ir, iota_ir, module, total_ir
 
 
-@pytest.fixture
-def kernels(cache_dir, hand_emit):
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory):
+    """Compiled once for the whole file (in its own cache directory)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAMINA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        mp.setattr(cache_mod, "_emit_module", HandEmitter())
+        return _compile()
+
+
+def _compile():
     m = module(binary_ir("add1", "add", "f32", 1), binary_ir("mul2", "mul", "f32", 2),
                binary_ir("sadd2", "add", "f32", 2, strided=True),
                binary_ir("iadd2", "add", "i64", 2), iota_ir("iota"), total_ir("total"))
     return compile_module(m).kernels
-
-
-# The compiled kernels do not change between examples, so sharing the fixture is fine.
-SHARED = [HealthCheck.function_scoped_fixture]
 
 
 def _strided_view(rng, shape, dtype):
@@ -31,7 +36,7 @@ def _strided_view(rng, shape, dtype):
     return big[tuple(slice(1, None, 2) for _ in shape)][tuple(slice(0, n) for n in shape)]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=SHARED)
+@settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 300), seed=st.integers(0, 2**31))
 def test_add1_matches_numpy(kernels, n, seed):
     rng = np.random.default_rng(seed)
@@ -41,7 +46,7 @@ def test_add1_matches_numpy(kernels, n, seed):
     np.testing.assert_array_equal(out, a + b)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=SHARED)
+@settings(max_examples=30, deadline=None)
 @given(shape=st.tuples(st.integers(0, 17), st.integers(0, 17)), seed=st.integers(0, 2**31),
        strided=st.booleans())
 def test_strided_kernel_on_views_matches_numpy(kernels, shape, seed, strided):
