@@ -236,21 +236,33 @@ class KernelCache:
                 self.stats["hits"] += 1
                 self.stats["memory_hits"] += 1
                 return entry
-            root = self.directory()
-            if root is None:
+            d = self._entry_dir(key)
+            if d is None:
                 entry = self._compile(key, source, emit, None)
             else:
-                entry = self._get_disk(root / key.digest, key, source, emit)
+                entry = self._get_disk(d, key, source, emit)
             self.memory[key.digest] = entry
             return entry
 
+    def _entry_dir(self, key: CacheKey) -> Path | None:
+        """The entry directory of ``key`` (created), or None when there is no usable disk."""
+        for _ in range(2):
+            root = self.directory()
+            if root is None:
+                return None
+            d = root / key.digest
+            try:
+                d.mkdir(mode=0o700, exist_ok=True)
+                return d
+            except FileNotFoundError:
+                self._dirs.pop(root, None)  # the directory went away since it was checked
+            except OSError as e:
+                log.warning("cannot create kernel cache entry %s (%s)", d, e)
+                break
+        self.stats["disk_errors"] += 1
+        return None
+
     def _get_disk(self, d: Path, key: CacheKey, source: str, emit: Callable[[], str]) -> Entry:
-        try:
-            d.mkdir(mode=0o700, exist_ok=True)
-        except OSError as e:
-            log.warning("cannot create kernel cache entry %s (%s)", d, e)
-            self.stats["disk_errors"] += 1
-            return self._compile(key, source, emit, None)
         with _file_lock(d / _LOCKFILE):
             try:
                 entry = self._load(d, key, source)

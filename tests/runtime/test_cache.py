@@ -263,3 +263,14 @@ def test_module_without_kernels_needs_no_compiler(cache_dir):
     cm = compile_module(module("func @f(%x: memref<?xf32>) -> (memref<?xf32>) {\n"
                                "  return %x\n}"))
     assert cm.kernels == {} and cm.llvm_ir == "" and cache_stats()["compiles"] == 0
+
+
+def test_directory_removed_while_running_is_made_again(cache_dir, hand_emit):
+    import shutil
+
+    compile_module(_two_kernels())
+    shutil.rmtree(cache_dir)
+    cache_mod.cache().memory.clear()
+    compile_module(_two_kernels())
+    assert cache_stats()["disk_writes"] == 2 and cache_stats()["disk_errors"] == 0
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
