@@ -148,7 +148,8 @@ def _fold_cast(x: np.ndarray, to: Any) -> np.ndarray | None:
     target = to.numpy
     if x.dtype.kind == "f" and target.kind in "iu":
         info = np.iinfo(target)
-        if not np.isfinite(x) or not info.min <= np.trunc(x) <= info.max:
+        # compared as Python numbers: exact, where numpy would round the bound to x's dtype
+        if not np.isfinite(x) or not info.min <= float(np.trunc(x)) <= info.max:
             return None  # out of range: undefined in LLVM, so never folded
     if target.kind == "b":
         return np.asarray(x != 0)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable, Sequence
 
-from lamina.ir import Builder, Graph, Module, Value, parse, verify
+from hypothesis import strategies as st
+
+from lamina.ir import Builder, Graph, Module, TensorType, Value, parse, verify
 from lamina.ir.core import Return
-from lamina.ir.types import Type
+from lamina.ir.types import Type, f32
 from lamina.passes import PassManager, parse_pipeline
 
 
@@ -92,3 +94,57 @@ def func(build: Callable[..., Value | Sequence[Value]], *arg_types: Type,
     m = Module([g])
     verify(m)
     return m
+
+
+# -- random tensor programs (fusion and pipeline properties) ------------------------------
+def _t(*shape: int) -> TensorType:
+    return TensorType(tuple(shape), f32)
+
+
+MAIN = (4, 3)
+PROGRAM_OPS = ["unary", "binary", "reduce", "matmul", "softmax", "where", "relu"]
+
+
+@st.composite
+def program_steps(draw):
+    """Steps for ``random_program``, and which extra value it returns."""
+    step = st.tuples(st.sampled_from(PROGRAM_OPS), st.integers(0, 99), st.integers(0, 99),
+                     st.integers(0, 3))
+    return draw(st.lists(step, min_size=1, max_size=12)), draw(st.integers(0, 99))
+
+
+def random_program(steps, extra_out):
+    """A tensor-dialect func mixing elementwise ops, broadcasts, reductions (keepdim or not),
+    matmul, softmax and where over args x, y: MAIN, w: 3x3, v: 3."""
+
+    def build(b, x, y, w, v):
+        mains = [x, y]  # values of shape MAIN
+        others = [v]  # values that broadcast against MAIN
+        for name, i, j, k in steps:
+            a, c = mains[i % len(mains)], mains[j % len(mains)]
+            if name == "unary":
+                r = b(("tensor.exp", "tensor.tanh", "tensor.neg", "tensor.abs")[k],
+                      b("tensor.tanh", a))
+            elif name == "binary":
+                other = (c, others[j % len(others)])[k % 2]
+                r = b(("tensor.add", "tensor.mul", "tensor.sub", "tensor.maximum")[k], a, other)
+            elif name == "reduce":
+                fn = ("tensor.sum", "tensor.amax", "tensor.mean", "tensor.amin")[k]
+                red = b(fn, a, dims=(k % 2,), keepdim=k < 2)
+                if k == 3:  # (4,) does not broadcast against MAIN, (4, 1) does
+                    red = b("tensor.reshape", red, shape=(4, 1))
+                others.append(red)
+                r = b("tensor.add" if k < 2 else "tensor.mul", a, red)
+            elif name == "matmul":
+                r = b("tensor.matmul", a, w)
+            elif name == "softmax":
+                r = b("tensor.softmax", a, dim=k % 2)
+            elif name == "where":
+                r = b("tensor.where", b("tensor.lt", a, c), a, others[k % len(others)])
+            else:
+                r = b("tensor.relu", b("tensor.sub", a, c))
+            mains.append(r)
+        pool = mains + others
+        return mains[-1], pool[extra_out % len(pool)]
+
+    return func(build, _t(*MAIN), _t(*MAIN), _t(3, 3), _t(3))

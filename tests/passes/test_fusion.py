@@ -13,7 +13,14 @@ from lamina.ir.dialects.prim import Fusion
 from lamina.ir.types import f32
 from lamina.passes import PassManager, parse_pipeline
 from lamina.passes.fusion import RECOMPUTE_LIMIT, Fuse, group_kind, kernel_name
-from tests.passes.filecheck import filecheck, func, run_pipeline
+from tests.passes.filecheck import (
+    MAIN,
+    filecheck,
+    func,
+    program_steps,
+    random_program,
+    run_pipeline,
+)
 
 
 def T(*shape):
@@ -271,56 +278,12 @@ def test_group_kind_rejects_unsupported_groups(body, msg):
 
 
 # -- fusing never changes a result ----------------------------------------------------------------
-MAIN = (4, 3)
-OPS = ["unary", "binary", "reduce", "matmul", "softmax", "where", "relu"]
-
-
-@st.composite
-def programs(draw):
-    return draw(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 99), st.integers(0, 99),
-                                   st.integers(0, 3)), min_size=1, max_size=10)), \
-        draw(st.integers(0, 99))
-
-
-def _build_program(steps, extra_out):
-    def build(b, x, y, w, v):
-        mains = [x, y]  # values of shape MAIN
-        others = [v]  # values that broadcast against MAIN
-        for name, i, j, k in steps:
-            a, c = mains[i % len(mains)], mains[j % len(mains)]
-            if name == "unary":
-                r = b(("tensor.exp", "tensor.tanh", "tensor.neg", "tensor.abs")[k],
-                      b("tensor.tanh", a))
-            elif name == "binary":
-                other = (c, others[j % len(others)])[k % 2]
-                r = b(("tensor.add", "tensor.mul", "tensor.sub", "tensor.maximum")[k], a, other)
-            elif name == "reduce":
-                fn = ("tensor.sum", "tensor.amax", "tensor.mean", "tensor.amin")[k]
-                r = b(fn, a, dims=(k % 2,), keepdim=k < 2)
-                others.append(r)
-                r = b("tensor.add", a, r) if k < 2 else b("tensor.mul", a, r if k % 2 == 0 else
-                                                          b("tensor.reshape", r, shape=(4, 1)))
-            elif name == "matmul":
-                r = b("tensor.matmul", a, w)
-            elif name == "softmax":
-                r = b("tensor.softmax", a, dim=k % 2)
-            elif name == "where":
-                r = b("tensor.where", b("tensor.lt", a, c), a, others[k % len(others)])
-            else:
-                r = b("tensor.relu", b("tensor.sub", a, c))
-            mains.append(r)
-        pool = mains + others
-        return mains[-1], pool[extra_out % len(pool)]
-
-    return func(build, T(*MAIN), T(*MAIN), T(3, 3), T(3))
-
-
 @settings(max_examples=50, deadline=None)
-@given(programs(), st.integers(0, 2**32 - 1))
+@given(program_steps(), st.integers(0, 2**32 - 1))
 def test_fuse_never_changes_a_result(program, seed):
     steps, extra = program
-    before = prim(_build_program(steps, extra))
-    after = fused(prim(_build_program(steps, extra)))
+    before = prim(random_program(steps, extra))
+    after = fused(prim(random_program(steps, extra)))
     rng = np.random.default_rng(seed)
     args = [rng.normal(size=s).astype(np.float32) for s in (MAIN, MAIN, (3, 3), (3,))]
     same_results(before, after, *args)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lamina.backends.interp import run, run_program
 from lamina.ir import IRError, Loc, TensorType
@@ -11,7 +13,7 @@ from lamina.ir.dialects.prim import Fusion
 from lamina.ir.types import f32, i64
 from lamina.passes import PASSES, parse_pipeline
 from lamina.passes.pipeline import Stages, lower, to_prim
-from tests.passes.filecheck import check_ir, filecheck, func
+from tests.passes.filecheck import MAIN, check_ir, filecheck, func, program_steps, random_program
 
 DYN2 = TensorType((None, None), f32)
 
@@ -119,6 +121,17 @@ def test_numbers_agree_at_every_stage(name):
     for w, p, lo in zip(want, prim_out, loop_out):
         np.testing.assert_allclose(p, w, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(lo, p, rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=25, deadline=None)
+@given(program_steps(), st.integers(0, 2**32 - 1))
+def test_every_group_fuse_forms_lowers_and_computes_the_same(program, seed):
+    steps, extra = program
+    stages = lower(random_program(steps, extra))
+    rng = np.random.default_rng(seed)
+    args = [rng.normal(size=s).astype(np.float32) for s in (MAIN, MAIN, (3, 3), (3,))]
+    for p, lo in zip(run(stages.prim, *args), run_program(stages.loop, None, *args)):
+        np.testing.assert_allclose(lo, p, rtol=1e-5, atol=1e-6)
 
 
 def test_arg_layouts_reach_the_program():
