@@ -36,7 +36,7 @@ def _check_tensor(x: Any, op: str, arg: str = "input") -> Tensor:
 
 def broadcast_shapes(*shapes: Sequence[int], op: str = "broadcast") -> tuple[int, ...]:
     """PyTorch's broadcasting, with PyTorch's error message (plus the op name)."""
-    rank = max((len(s) for s in shapes), default=0)
+    rank = builtins.max((len(s) for s in shapes), default=0)
     out = [1] * rank
     for s in shapes:
         for i, d in enumerate(s):
@@ -174,11 +174,13 @@ def _binary(fn: str, a: Any, b: Any, kind: str = "arith") -> Tensor:
         out = dt.bool_
     elif kind == "logical":
         compute = out = dt.bool_
-    elif kind == "arith" and compute is dt.bool_ and fn in ("add", "sub", "mul", "pow"):
+    tname = _TENSOR_NAME.get(fn, fn)
+    if kind == "arith" and compute is dt.bool_:
         if fn == "sub":
             raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not "
                                "supported. Use the `^` or `logical_xor()` operator instead.")
-    tname = _TENSOR_NAME.get(fn, fn)
+        # on bools, + and max are "or"; * and min are "and" (PyTorch's results)
+        tname = _BOOL_ARITH.get(fn, tname)
     return _elementwise(("ew", tname, compute.name, out.name), f"tensor.{tname}", (a, b),
                         compute, out)
 
@@ -186,6 +188,8 @@ def _binary(fn: str, a: Any, b: Any, kind: str = "arith") -> Tensor:
 _TENSOR_NAME = {"maximum": "maximum", "minimum": "minimum", "truediv": "div",
                 "logical_and": "and", "logical_or": "or", "logical_xor": "xor",
                 "remainder_c": "rem"}
+
+_BOOL_ARITH = {"add": "or", "maximum": "or", "mul": "and", "minimum": "and"}
 
 _FLOAT_UNARY = {"exp", "exp2", "expm1", "log", "log2", "log1p", "sqrt", "rsqrt", "sin", "cos",
                 "tan", "tanh", "erf", "erfinv", "sigmoid"}

@@ -29,9 +29,12 @@ def tensor_repr(t) -> str:
         a = ops.cast(t, dt.float32)._a
     prefix = "tensor("
     if a.dtype.kind == "f":
-        fmt = {"float_kind": _float_formatter(a)}
+        f = _float_formatter(a)
+        width = max((len(f(v)) for v in a.reshape(-1)), default=0) if a.size <= 1000 else 0
+        fmt = {"float_kind": lambda v: f(v).rjust(width)}
     elif a.dtype.kind == "b":
-        fmt = {"bool": lambda v: "True" if v else "False"}
+        width = 5 if a.size > 1 and not a.all() else 4
+        fmt = {"bool": lambda v: ("True" if v else "False").rjust(width)}
     else:
         fmt = None
     if a.size == 0:
