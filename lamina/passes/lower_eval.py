@@ -358,26 +358,25 @@ def _concat(ev: Evaluator, op: Op, idx: tuple) -> Value:
     result: Value | None = None
     offset: Value = kb.index(0)
     dtype = op.result.type.dtype
+
+    def piece_index(j: Value) -> tuple:
+        return tuple(j if a == axis else x for a, x in enumerate(idx))
+
     for k, piece in enumerate(pieces):
         size = ev.shapes.dim(piece, axis)
         local = kb.emit("loop.sub", i, offset)
-        local_idx = lambda j, local=local: tuple(  # noqa: E731
-            j if a == axis else x for a, x in enumerate(idx))
         first, last = k == 0, k == len(pieces) - 1
-        if piece.type.shape[axis] is not None:
-            clamped = ev.clamp(local, not first, None if last else size)
-            v = ev.at(piece, local_idx(clamped))
-            if first:
-                result = v
-            else:
-                result = ev.ew("loop.select", kb.emit("loop.ge", i, offset), v, result)
-        else:
+        if piece.type.shape[axis] is not None:  # static and non-empty: clamp and select
+            v = ev.at(piece, piece_index(ev.clamp(local, not first, None if last else size)))
+            result = v if first else ev.ew("loop.select", kb.emit("loop.ge", i, offset), v,
+                                           result)
+        else:  # maybe empty: read it only where the index falls inside it
             cond = ev.in_range(local, not first, None if last else size)
             if result is None:
                 result = ev.const_like(0, dtype, vector)
             result = ev.guarded(cond, ev.splat(result) if vector else result,
-                                lambda local=local, piece=piece, f=local_idx:
-                                ev.at(piece, f(local)))
+                                lambda piece=piece, local=local: ev.at(piece,
+                                                                       piece_index(local)))
         offset = kb.emit("loop.add", offset, size)
     return result
 
