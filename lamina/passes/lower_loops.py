@@ -29,6 +29,7 @@ from lamina.ir.core import Block, Graph, IRError, Module, Op, Return, SymbolRef,
 from lamina.ir.dialects import loop as L
 from lamina.ir.dialects import prim as P
 from lamina.ir.types import MemRefType, TensorType
+from lamina.passes import lower_dot
 from lamina.passes.loop_builder import KernelBuilder, NotVectorizable
 from lamina.passes.lower_eval import Evaluator, Lane
 from lamina.passes.lower_shapes import ShapeSolver
@@ -159,7 +160,7 @@ def _position(values: list[Value], v: Value) -> int:
 
 # -- kernels ---------------------------------------------------------------------------
 def vector_width(region: Block) -> int:
-    """Lanes per vector: 512 bits of the widest element type in the group (min 16 lanes)."""
+    """Lanes per vector: 512 bits over the widest element type of the group (>= 32 bits)."""
     widest = 32
     for v in list(region.args) + [r for op in region.walk() for r in op.results]:
         t = v.type
@@ -171,8 +172,6 @@ def vector_width(region: Block) -> int:
 def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int, Value],
                 out: Value, fusion: Op) -> None:
     """Fill ``kernel`` with the loop nest computing ``yielded`` into ``out``."""
-    from lamina.passes import lower_dot
-
     what = f"kernel @{kernel.name}"
     kb = KernelBuilder(kernel, fusion.loc)
     shapes = ShapeSolver(region, yielded, kb, binding, out, what=what)
