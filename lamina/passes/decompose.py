@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from lamina.ir import Block, Builder, Graph, IRError, Module, Op, TensorType, Value
 from lamina.ir.core import Return
 from lamina.ir.dialects import tensor as T
-from lamina.ir.dialects.prim import Fusion, FusionYield
 from lamina.ir.types import ScalarType
 from lamina.passes.manager import Pass, register_pass
-from lamina.passes.rewrite import clone_op, new_graph_like
+from lamina.passes.rewrite import clone_op, copy_group, new_graph_like
 
 Rule = Callable[[Builder, Op, list[Value]], Value]
 RULES: dict[str, Rule] = {}
@@ -154,13 +153,6 @@ def _cast(b: Builder, op: Op, args: list[Value]) -> Value:
 def _copy(b: Builder, op: Op, args: list[Value]) -> Value:
     # see the module docstring: the return handling adds a copy group where needed
     return args[0]
-
-
-def copy_group(b: Builder, v: Value) -> Value:
-    """A fusion group yielding its own argument: a copy kernel into a fresh buffer."""
-    body = Block([v.type], ["x"])
-    body.append(FusionYield([body.args[0]], []))
-    return b.raw(Fusion, [v], [v.type], [body], name="copy").result
 
 
 @rule("tensor.full")

@@ -110,12 +110,17 @@ def _cost(op: Op) -> int:
 
 def _limit_recompute(ops: list[Op], use: dict[Value, list[Op]], mat: set[Value]) -> None:
     """Rule 4: materialize shared elementwise values that are expensive to recompute."""
-    groups: dict[Op, set[Op]] = {}
+    groups: dict[Op, set[Op]] = {}  # up to two of the groups that would compute op
     for op in reversed(ops):
         if _is_root(op, mat):
             groups[op] = {op}
-        else:
-            groups[op] = set().union(*(groups[u] for r in op.results for u in use.get(r, [])))
+            continue
+        seen: set[Op] = set()
+        for u in (u for r in op.results for u in use.get(r, [])):
+            seen |= groups[u]
+            if len(seen) > 1:
+                break
+        groups[op] = set(list(seen)[:2])
     cones: dict[Op, frozenset[Op] | None] = {}
     for op in ops:
         if _is_root(op, mat) or not is_elementwise_like(op):

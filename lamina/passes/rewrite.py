@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lamina.ir import Block, Graph, Module, Op, Value
+from lamina.ir import Block, Builder, Graph, Module, Op, Value
 from lamina.ir.core import Return
+from lamina.ir.dialects.prim import Fusion, FusionYield
 
 # primitives whose result at an index is computed from operands at other indices
 MOVEMENT = frozenset({"prim.broadcast", "prim.permute", "prim.reshape", "prim.slice", "prim.pad",
@@ -113,3 +114,10 @@ def clone_module(m: Module) -> Module:
 def returned(g: Graph) -> Return | None:
     ops = g.ops
     return ops[-1] if ops and isinstance(ops[-1], Return) else None
+
+
+def copy_group(b: Builder, v: Value) -> Value:
+    """A fusion group yielding its own argument: a copy kernel into a fresh buffer."""
+    body = Block([v.type], ["x"])
+    body.append(FusionYield([body.args[0]], []))
+    return b.raw(Fusion, [v], [v.type], [body], name="copy").result

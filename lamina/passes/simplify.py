@@ -5,8 +5,9 @@ Every rewrite here is exact: folding evaluates only functions whose result IEEE
 arithmetic defines to the bit (no transcendentals, whose last bit differs
 between libraries, and no computed nan, whose sign differs between CPUs), and
 algebraic identities are used only where they hold for every input (``x * 1``
-and ``x + (-0.0)`` are ``x``; ``x + 0.0`` is not, for ``x = -0.0``). All passes
-edit the module in place and return it.
+and ``x + (-0.0)`` are ``x``; ``x + 0.0`` is not, for ``x = -0.0``). A func
+result that folds to a func argument is returned through a copy group, so
+results stay fresh buffers. All passes edit the module in place and return it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from lamina.ir import Block, Module, Op, TensorType, Value
-from lamina.ir.core import OPS
+from lamina.ir import Block, Builder, Graph, Module, Op, TensorType, Value
+from lamina.ir.core import OPS, Return
 from lamina.passes.manager import Pass, register_pass
-from lamina.passes.rewrite import is_removable
+from lamina.passes.rewrite import copy_group, is_removable
 
 _MAX_ROUNDS = 100
 
@@ -289,6 +290,8 @@ def fold_block(block: Block, subst: dict[Value, Value] | None = None) -> bool:
     kept: list[Op] = []
     changed = False
     for op in block.ops:
+        if isinstance(op, Return) and isinstance(block.parent, Graph):
+            _keep_results_fresh(op, subst, kept)
         op.operands = [subst.get(v, v) for v in op.operands]
         for r in op.regions:
             changed |= fold_block(r, subst)
@@ -304,6 +307,19 @@ def fold_block(block: Block, subst: dict[Value, Value] | None = None) -> bool:
         subst[op.result] = new
     block.ops = kept
     return changed
+
+
+def _keep_results_fresh(ret: Op, subst: dict[Value, Value], kept: list[Op]) -> None:
+    """A func result that folding turned into a func argument (``return x * 1``) is copied:
+    results stay fresh contiguous buffers, never aliases of (possibly strided) arguments."""
+    scratch = Block()
+    for v in ret.operands:
+        new = subst.get(v, v)
+        if new is not v and isinstance(new.owner, Block) and isinstance(v.owner, Op):
+            subst[v] = copy_group(Builder(scratch, v.owner.loc), new)
+    for op in scratch.ops:
+        op.parent = ret.parent
+        kept.append(op)
 
 
 def _fold_op(op: Op) -> Op | Value | None:

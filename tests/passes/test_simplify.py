@@ -168,13 +168,18 @@ def test_fold_exact_identities_only():
           %6 = prim.sub %x, %nz : tensor<4xf32>
           return %0, %1, %2, %3, %4, %5, %6
         }""", "simplify")
-    # x + 0.0 is -0.0 + 0.0 = +0.0 for x = -0.0, and x - (-0.0) likewise: both stay
+    # x + 0.0 is -0.0 + 0.0 = +0.0 for x = -0.0, and x - (-0.0) likewise: both stay; the
+    # others are x, and as func results they become copies of x (results are fresh buffers)
     filecheck(out, """
         CHECK: %0 = prim.const {dtype = f32, shape = [4], value = 0.0}
         CHECK-NEXT: %1 = prim.const {dtype = f32, shape = [4], value = -0.0}
         CHECK-NEXT: %2 = prim.add %x, %0
         CHECK-NEXT: %3 = prim.sub %x, %1
-        CHECK-NEXT: return %x, %x, %2, %x, %x, %n, %3
+        CHECK-COUNT-4: prim.fusion %x {name = "copy"}
+        CHECK: %8 = prim.fusion %n {name = "copy"}
+        CHECK-NOT: prim.mul
+        CHECK-NOT: prim.div
+        CHECK: return %4, %5, %2, %6, %7, %8, %3
     """)
 
 
@@ -215,12 +220,16 @@ def test_fold_composes_and_removes_movements():
           %4 = prim.broadcast %3 {dims = [1, 2], shape = [6, 5, 7]} : tensor<6x5x7xf32>
           %5 = prim.cast %d {dtype = f32} : tensor<?x3xf32>
           %6 = prim.reshape %5 {shape = [6]} : tensor<6xf32>
-          return %1, %2, %4, %5
+          %7 = prim.sin %2 : tensor<2x3x4xf32>
+          %8 = prim.sin %5 : tensor<?x3xf32>
+          return %1, %7, %4, %8
         }""", "simplify", """
         func @f(%x: tensor<2x3x4xf32>, %v: tensor<5xf32>, %d: tensor<?x3xf32>) -> (tensor<4x2x3xf32>, tensor<2x3x4xf32>, tensor<6x5x7xf32>, tensor<?x3xf32>) {
           %0 = prim.permute %x {perm = [2, 0, 1]} : tensor<4x2x3xf32>
           %1 = prim.broadcast %v {dims = [1], shape = [6, 5, 7]} : tensor<6x5x7xf32>
-          return %0, %x, %1, %d
+          %2 = prim.sin %x : tensor<2x3x4xf32>
+          %3 = prim.sin %d : tensor<?x3xf32>
+          return %0, %2, %1, %3
         }""")  # noqa: E501
 
 
@@ -237,16 +246,19 @@ def test_fold_keeps_broadcasts_of_constants_to_dynamic_shapes():
     assert run_pipeline(text, "simplify") == textwrap.dedent(text).strip()
 
 
-def test_fold_through_dynamic_broadcast_of_one():
+def test_fold_through_dynamic_broadcast_of_one_and_results_stay_fresh():
     check_ir("""
-        func @f(%x: tensor<?xf32>) -> (tensor<?xf32>) {
+        func @f(%x: tensor<?xf32>) -> (tensor<?xf32>, tensor<?xf32>) {
           %0 = prim.const {dtype = f32, shape = [], value = 1.0} : tensor<f32>
           %1 = prim.broadcast %0 {dims = [], shape = [?]} : tensor<?xf32>
           %2 = prim.mul %x, %1 : tensor<?xf32>
-          return %2
+          return %2, %x
         }""", "simplify", """
-        func @f(%x: tensor<?xf32>) -> (tensor<?xf32>) {
-          return %x
+        func @f(%x: tensor<?xf32>) -> (tensor<?xf32>, tensor<?xf32>) {
+          %0 = prim.fusion %x {name = "copy"} : tensor<?xf32> (%x_1: tensor<?xf32>) {
+            prim.yield %x_1
+          }
+          return %0, %x
         }""")
 
 
