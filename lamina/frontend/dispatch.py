@@ -94,6 +94,52 @@ def run_eager(key: tuple, build: Build, arrays: Sequence[np.ndarray],
 
 _compile_lock = threading.Lock()
 
+# Installed by lamina.autograd: hook(name, build, args, out, scalar_dtype) records a
+# tape node when gradients are needed. dispatch never imports autograd (layering).
+autograd_hook: Callable[..., None] | None = None
+
+
+def apply(name: str, build: Build, args: Sequence[Any], eager: Callable[[], Any],
+          scalar_dtype: Any = None) -> Any:
+    """The single entry point of every op of the frontend.
+
+    ``build(builder, *values)`` states the op in the tensor dialect over the
+    op's own arguments (numbers included, as ``scalar_dtype`` constants); it is
+    what a trace records and what autograd differentiates. ``eager()``
+    computes the result with generated kernels (possibly through a cheaper
+    specialised path).
+    """
+    from lamina.frontend import trace
+    from lamina.frontend.tensor import Tensor
+
+    tr = trace.current()
+    if tr is not None:
+        vals = [tr.value_of(x) if isinstance(x, Tensor) else
+                tr.builder("tensor.full", value=x, shape=(), dtype=scalar_dtype.ir)
+                for x in args]
+        out = build(tr.builder, *vals)
+        if isinstance(out, Value):
+            return Tensor._symbolic(out, tr)
+        return tuple(Tensor._symbolic(v, tr) for v in out)
+    hook = autograd_hook
+    if hook is None or _state.inside:
+        return eager()
+    # ops used inside eager() are implementation details: only this op is recorded
+    _state.inside = True
+    try:
+        out = eager()
+    finally:
+        _state.inside = False
+    hook(name, build, args, out, scalar_dtype)
+    return out
+
+
+class _State(threading.local):
+    inside = False
+
+
+_state = _State()
+
 
 def eager_signatures() -> int:
     """How many op signatures this process has compiled (for tests and stats)."""

@@ -115,16 +115,20 @@ def _apply_elementwise(key: tuple, build, args: Sequence[Any], scalar_dtype: dt.
                        out: dt.dtype, shape: tuple[int, ...] | None = None) -> Tensor:
     """Run an elementwise ``build`` over broadcast ``args``; numbers become 0-d
     arguments of ``scalar_dtype`` (constants when tracing)."""
-    tr = trace.current()
-    if tr is not None:
-        vals = [tr.value_of(x) if isinstance(x, Tensor) else
-                tr.builder("tensor.full", value=x, shape=(), dtype=scalar_dtype.ir)
-                for x in args]
-        r = build(tr.builder, *vals)
-        if shape is not None and tuple(r.type.shape) != shape:
-            r = tr.builder("tensor.expand", r, shape=shape)
-        return Tensor._symbolic(r, tr)
+    semantic = build  # over the op's own (broadcasting) arguments
+    if shape is not None:
+        def semantic(b: Builder, *vals: Value) -> Value:
+            r = build(b, *vals)
+            return r if tuple(r.type.shape) == shape else b("tensor.expand", r, shape=shape)
 
+    # eagerly, the arguments arrive already broadcast (stride 0) to one shape
+    return dispatch.apply(str(key[1] if len(key) > 1 else key[0]), semantic, args,
+                          lambda: _eager_elementwise(key, build, args, scalar_dtype, out, shape),
+                          scalar_dtype)
+
+
+def _eager_elementwise(key: tuple, build, args: Sequence[Any], scalar_dtype: dt.dtype,
+                       out: dt.dtype, shape: tuple[int, ...] | None) -> Tensor:
     arrays, types = [], []
     for x in args:
         if isinstance(x, Tensor):
@@ -401,37 +405,33 @@ def _reduce(fn: str, x: Tensor, dim: Any, keepdim: bool, dtype: dt.dtype | None 
     for d in dims:
         n *= x.shape[d]
 
-    tr = trace.current()
-    if tr is not None:
-        b = tr.builder
-        v = tr.value_of(x)
+    def semantic(b: Builder, v: Value) -> Value:
         if base_fn in ("sum", "prod") and v.type.dtype != out_dtype.ir:
             v = b("tensor.cast", v, dtype=out_dtype.ir)
-        r = b(f"tensor.{fn}", v, dims=dims, keepdim=keepdim) if dims else v
-        if fn == "mean" and not dims:
-            r = v
-        return Tensor._symbolic(r, tr)
+        if not dims:
+            return v
+        return b(f"tensor.{fn}", v, dims=dims, keepdim=keepdim)
 
-    if not dims:
-        result = cast(x, out_dtype) if out_dtype is not x._dtype else clone(x)
-    elif n == 0 or x.numel() == 0:
-        init = {"sum": 0, "mean": float("nan"), "prod": 1}[fn]
-        result = full(kept, init, dtype=out_dtype)
-    else:
-        def build(b: Builder, v: Value) -> Value:
-            if base_fn in ("sum", "prod") and v.type.dtype != out_dtype.ir:
-                v = b("tensor.cast", v, dtype=out_dtype.ir)
-            return b(f"tensor.{base_fn}", v, dims=dims, keepdim=False)
+    def eager() -> Tensor:
+        if not dims:
+            result = cast(x, out_dtype) if out_dtype is not x._dtype else clone(x)
+        elif n == 0 or x.numel() == 0:
+            init = {"sum": 0, "mean": float("nan"), "prod": 1}[fn]
+            result = full(kept, init, dtype=out_dtype)
+        else:
+            def build(b: Builder, v: Value) -> Value:
+                if base_fn in ("sum", "prod") and v.type.dtype != out_dtype.ir:
+                    v = b("tensor.cast", v, dtype=out_dtype.ir)
+                return b(f"tensor.{base_fn}", v, dims=dims, keepdim=False)
 
-        a = x._a
-        (res,) = dispatch.run_eager(("reduce", base_fn, dims, out_dtype.name), build, [a],
-                                    [x._dtype.ir])
-        result = Tensor._wrap(res.reshape(kept), out_dtype)
-        if fn == "mean":
-            result = mul(result, 1.0 / n)
-    if keepdim:
-        result = result.reshape(keep_shape)
-    return result
+            (res,) = dispatch.run_eager(("reduce", base_fn, dims, out_dtype.name), build,
+                                        [x._a], [x._dtype.ir])
+            result = Tensor._wrap(res.reshape(kept), out_dtype)
+            if fn == "mean":
+                result = mul(result, 1.0 / n)
+        return Tensor._wrap(result._a.reshape(keep_shape), out_dtype) if keepdim else result
+
+    return dispatch.apply(fn, semantic, (x,), eager)
 
 
 def sum(input: Tensor, dim: Any = None, keepdim: bool = False, *,  # noqa: A001
@@ -473,18 +473,19 @@ def _argreduce(fn: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
     def build(b: Builder, v: Value) -> Value:
         return b(f"tensor.{fn}", v, dim=d, keepdim=False)
 
-    tr = trace.current()
-    if tr is not None:
-        r = tr.builder(f"tensor.{fn}", tr.value_of(x), dim=d, keepdim=keepdim)
-        return Tensor._symbolic(r, tr)
-    if x.numel() == 0:
-        result = zeros(kept, dtype=dt.int64)
-    else:
-        (res,) = dispatch.run_eager(("arg", fn, d), build, [x._a], [x._dtype.ir])
-        result = Tensor._wrap(res.reshape(kept), dt.int64)
-    if keepdim:
-        result = result.unsqueeze(d)
-    return result
+    def semantic(b: Builder, v: Value) -> Value:
+        return b(f"tensor.{fn}", v, dim=d, keepdim=keepdim)
+
+    def eager() -> Tensor:
+        if x.numel() == 0:
+            result = zeros(kept, dtype=dt.int64)
+        else:
+            (res,) = dispatch.run_eager(("arg", fn, d), build, [x._a], [x._dtype.ir])
+            result = Tensor._wrap(res.reshape(kept), dt.int64)
+        return Tensor._wrap(result._a.reshape(keep_shape), dt.int64) if keepdim else result
+
+    keep_shape = tuple(1 if i == d else s for i, s in enumerate(x.shape))
+    return dispatch.apply(fn, semantic, (x,), eager)
 
 
 def argmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
@@ -544,11 +545,15 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     batch = broadcast_shapes(ash[:-2], bsh[:-2], op="matmul")
     out_shape = batch + ((ash[-2],) if a.ndim > 1 else ()) + ((bsh[-1],) if b.ndim > 1 else ())
 
-    tr = trace.current()
-    if tr is not None:
-        r = tr.builder("tensor.matmul", tr.value_of(a), tr.value_of(b))
-        return Tensor._symbolic(r, tr)
+    def build(bb: Builder, x: Value, y: Value) -> Value:
+        return bb("tensor.matmul", x, y)
 
+    return dispatch.apply("matmul", build, (a, b),
+                          lambda: _eager_matmul(a, b, ash, bsh, batch, out_shape))
+
+
+def _eager_matmul(a: Tensor, b: Tensor, ash: tuple, bsh: tuple, batch: tuple,
+                  out_shape: tuple) -> Tensor:
     m, k, n = ash[-2], ash[-1], bsh[-1]
     nb = 1
     for d in batch:
@@ -628,10 +633,9 @@ def full(size: Sequence[int], fill_value: Any, *, dtype: dt.dtype | None = None,
     shape = _shape_arg(tuple(size), "full")
     if dtype is None:
         dtype = dt.scalar_dtype(fill_value)
-    tr = trace.current()
-    if tr is not None:
-        r = tr.builder("tensor.full", value=fill_value, shape=shape, dtype=dtype.ir)
-        return Tensor._symbolic(r, tr)
+    if trace.current() is not None:
+        return dispatch.apply("full", lambda b: b("tensor.full", value=fill_value, shape=shape,
+                                                  dtype=dtype.ir), (), lambda: None)
     if 0 in shape:
         return Tensor._wrap(_alloc(shape, dtype), dtype)
     return _elementwise(("fill", dtype.name), "tensor.copy", (fill_value,), dtype, dtype,

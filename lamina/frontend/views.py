@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina.frontend import trace
+from lamina.frontend import dispatch
 from lamina.frontend.ops import _restride, broadcast_shapes, contiguous
 from lamina.frontend.tensor import Tensor, _dim
 
@@ -41,41 +41,41 @@ def _infer_size(shape: tuple[int, ...], numel: int, op: str) -> tuple[int, ...]:
     return shape
 
 
-def _symbolic(op: str, x: Tensor, **attrs: Any) -> Tensor:
-    tr = trace.current()
-    return Tensor._symbolic(tr.builder(op, tr.value_of(x), **attrs), tr)
-
-
-def _tracing() -> bool:
-    return trace.current() is not None
+def _view(op: str, x: Tensor, make: Any, **attrs: Any) -> Tensor:
+    """A view: ``make()`` eagerly (metadata only), ``op`` when tracing or recording."""
+    return dispatch.apply(op, lambda b, v: b(op, v, **attrs), (x,), make)
 
 
 def view(x: Tensor, *shape: Any) -> Tensor:
     shape = _infer_size(_sizes(shape, "view"), x.numel(), "view")
-    if _tracing():
-        return _symbolic("tensor.reshape", x, shape=shape)
-    v = x._a.view()
-    try:
-        v.shape = shape
-    except AttributeError:
-        raise RuntimeError(
-            f"view size is not compatible with input tensor's size and stride (at least one "
-            f"dimension spans across two contiguous subspaces): input {list(x.shape)} with "
-            f"strides {list(x.stride())}, view {list(shape)}. Use .reshape(...) instead."
-        ) from None
-    return Tensor._wrap(v, x._dtype)
+
+    def make() -> Tensor:
+        v = x._a.view()
+        try:
+            v.shape = shape
+        except AttributeError:
+            raise RuntimeError(
+                f"view size is not compatible with input tensor's size and stride (at least one "
+                f"dimension spans across two contiguous subspaces): input {list(x.shape)} with "
+                f"strides {list(x.stride())}, view {list(shape)}. Use .reshape(...) instead."
+            ) from None
+        return Tensor._wrap(v, x._dtype)
+
+    return _view("tensor.reshape", x, make, shape=shape)
 
 
 def reshape(x: Tensor, *shape: Any) -> Tensor:
     shape = _infer_size(_sizes(shape, "reshape"), x.numel(), "reshape")
-    if _tracing():
-        return _symbolic("tensor.reshape", x, shape=shape)
-    v = x._a.view()
-    try:
-        v.shape = shape
-        return Tensor._wrap(v, x._dtype)
-    except AttributeError:
-        return view(contiguous(x), shape)
+
+    def make() -> Tensor:
+        v = x._a.view()
+        try:
+            v.shape = shape
+            return Tensor._wrap(v, x._dtype)
+        except AttributeError:
+            return view(contiguous(x), shape)
+
+    return _view("tensor.reshape", x, make, shape=shape)
 
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
@@ -88,9 +88,8 @@ def permute(x: Tensor, *dims: Any) -> Tensor:
     norm = tuple(_dim(d, n, "permute") for d in dims)
     if len(set(norm)) != n:
         raise RuntimeError(f"permute(): duplicate dims are not allowed: {list(dims)}")
-    if _tracing():
-        return _symbolic("tensor.permute", x, perm=norm)
-    return Tensor._wrap(x._a.transpose(norm), x._dtype)
+    return _view("tensor.permute", x, lambda: Tensor._wrap(x._a.transpose(norm), x._dtype),
+                 perm=norm)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
@@ -133,14 +132,19 @@ def expand(x: Tensor, *sizes: Any) -> Tensor:
                 f"size ({d}) at non-singleton dimension {lead + i}.  Target sizes: "
                 f"{list(sizes)}.  Tensor sizes: {list(x.shape)}"
             )
-    if _tracing():
-        return _symbolic("tensor.expand", x, shape=shape) if shape != tuple(x.shape) else x
-    a = x._a
-    strides = tuple(
-        0 if i < lead or (a.shape[i - lead] == 1 and shape[i] != 1) else a.strides[i - lead]
-        for i in range(len(shape))
-    )
-    return Tensor._wrap(_restride(a, shape, strides), x._dtype)
+    if shape == tuple(x.shape):
+        return _view("tensor.reshape", x, lambda: Tensor._wrap(x._a.view(), x._dtype),
+                     shape=shape)
+
+    def make() -> Tensor:
+        a = x._a
+        strides = tuple(
+            0 if i < lead or (a.shape[i - lead] == 1 and shape[i] != 1) else a.strides[i - lead]
+            for i in range(len(shape))
+        )
+        return Tensor._wrap(_restride(a, shape, strides), x._dtype)
+
+    return _view("tensor.expand", x, make, shape=shape)
 
 
 def expand_as(x: Tensor, other: Tensor) -> Tensor:
@@ -182,9 +186,8 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 def view_or_reshape(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Adding or removing size-1 axes is always a view."""
-    if _tracing():
-        return _symbolic("tensor.reshape", x, shape=shape)
-    return Tensor._wrap(x._a.reshape(shape), x._dtype)
+    return _view("tensor.reshape", x, lambda: Tensor._wrap(x._a.reshape(shape), x._dtype),
+                 shape=shape)
 
 
 def getitem(x: Tensor, key: Any) -> Tensor:
@@ -218,8 +221,6 @@ def getitem(x: Tensor, key: Any) -> Tensor:
                                  f"{size}")
         if k is not None:
             dim += 1
-    if not _tracing():
-        return Tensor._wrap(x._a[items], x._dtype)
     start, stop, step, out_shape = [], [], [], []
     dim = 0
     for k in items:
@@ -240,9 +241,15 @@ def getitem(x: Tensor, key: Any) -> Tensor:
             step.append(s)
             out_shape.append((b - a + s - 1) // s)
         dim += 1
-    r = x
-    if (tuple(start), tuple(stop), tuple(step)) != ((0,) * x.ndim, tuple(x.shape), (1,) * x.ndim):
-        r = _symbolic("tensor.slice", x, start=tuple(start), stop=tuple(stop), step=tuple(step))
-    if tuple(out_shape) != tuple(r.shape):
-        r = _symbolic("tensor.reshape", r, shape=tuple(out_shape))
-    return r
+    sliced = (tuple(start), tuple(stop), tuple(step)) != \
+        ((0,) * x.ndim, tuple(x.shape), (1,) * x.ndim)
+    out_shape = tuple(out_shape)
+
+    def build(b: Any, v: Any) -> Any:
+        if sliced:
+            v = b("tensor.slice", v, start=tuple(start), stop=tuple(stop), step=tuple(step))
+        if tuple(v.type.shape) != out_shape:
+            v = b("tensor.reshape", v, shape=out_shape)
+        return v
+
+    return dispatch.apply("getitem", build, (x,), lambda: Tensor._wrap(x._a[items], x._dtype))
