@@ -28,6 +28,7 @@ Choices a caller may need to know:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -158,8 +159,11 @@ def _copy(b: Builder, op: Op, args: list[Value]) -> Value:
 @rule("tensor.full")
 def _full(b: Builder, op: Op, args: list[Value]) -> Value:
     a = op.attrs
-    return b("prim.const", value=scalar_value(a["value"], a["dtype"]), shape=a["shape"],
-             dtype=a["dtype"])
+    value, dtype = a["value"], a["dtype"]
+    if not dtype.is_float and isinstance(value, float) and not math.isfinite(value):
+        raise IRError(f"{op.where()}: cannot fill a {dtype} tensor of shape {list(a['shape'])} "
+                      f"with {value}")
+    return b("prim.const", value=scalar_value(value, dtype), shape=a["shape"], dtype=dtype)
 
 
 # -- reductions ------------------------------------------------------------------------

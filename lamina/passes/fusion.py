@@ -40,6 +40,7 @@ from lamina.ir.dialects.prim import Fusion, FusionYield
 from lamina.passes.manager import Pass, register_pass
 from lamina.passes.rewrite import (
     MOVEMENT,
+    SOURCES,
     clone_op,
     is_core,
     is_elementwise,
@@ -105,7 +106,7 @@ def materialized(ops: list[Op], results: list[Value]) -> set[Value]:
 
 
 def _cost(op: Op) -> int:
-    return 0 if op.name in MOVEMENT or op.name in ("prim.const", "prim.iota") else 1
+    return 0 if op.name in MOVEMENT or op.name in SOURCES else 1
 
 
 def _limit_recompute(ops: list[Op], use: dict[Value, list[Op]], mat: set[Value]) -> None:

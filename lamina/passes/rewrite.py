@@ -1,14 +1,11 @@
-"""Small graph utilities shared by the rewriting passes.
+"""Small utilities shared by the passes: what kind of primitive an op is, and cloning.
 
-Values do not keep use lists (see ``lamina.ir.core``), so passes rewrite by
-*forward substitution*: walk ops in order, map each operand through a
-``{old value: new value}`` dict, and drop ops whose results were replaced.
-Definitions precede uses (also into nested regions), so one walk is enough.
+Values keep no use lists (see ``lamina.ir.core``): passes either build new
+graphs (cloning what they keep) or rewrite in place by forward substitution
+(``simplify``), both in one walk since definitions precede uses.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from lamina.ir import Block, Builder, Graph, Module, Op, Value
 from lamina.ir.core import Return
@@ -40,36 +37,6 @@ def is_removable(op: Op) -> bool:
     if not op.has("pure") or op.has("terminator"):
         return False
     return all(o.has("pure") or o.has("terminator") for r in op.regions for o in r.walk())
-
-
-def users(block: Block) -> dict[Value, list[Op]]:
-    """For each value used in ``block`` (or nested in it), the ops of ``block`` that use it.
-
-    A use inside a nested region counts as a use by the op that owns the region.
-    """
-    out: dict[Value, list[Op]] = {}
-    for op in block.ops:
-        seen: set[Value] = set()
-        for v in _operands_deep(op):
-            if v not in seen:
-                seen.add(v)
-                out.setdefault(v, []).append(op)
-    return out
-
-
-def _operands_deep(op: Op) -> Iterable[Value]:
-    yield from op.operands
-    for r in op.regions:
-        for inner in r.walk():
-            yield from inner.operands
-
-
-def substitute(op: Op, subst: dict[Value, Value]) -> None:
-    """Map the operands of ``op`` and of every op nested in it through ``subst``."""
-    if not subst:
-        return
-    for o in op.walk():
-        o.operands = [subst.get(v, v) for v in o.operands]
 
 
 def clone_op(op: Op, vmap: dict[Value, Value], block: Block) -> Op:

@@ -237,6 +237,9 @@ def test_errors_name_the_op_shapes_and_dtypes():
     with pytest.raises(IRError, match=r"tensor.mean.*static sizes"):
         Decompose().run(func(lambda b, x: b("tensor.mean", x, dims=(0,), keepdim=False),
                              dyn(2)))
+    with pytest.raises(IRError, match=r"tensor.full.*i32 tensor of shape \[2\] with nan"):
+        Decompose().run(func(lambda b: b("tensor.full", value=float("nan"), shape=(2,),
+                                         dtype=i32)))
     with pytest.raises(IRError, match=r"tensor.relu.*i1"):
         Decompose().run(func(lambda b, x: b("tensor.relu", x), T(2, dtype=i1)))
 
