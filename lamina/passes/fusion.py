@@ -21,6 +21,9 @@ that needs it:
    (a round trip through memory costs more than a few flops), unless computing
    it takes more than ``RECOMPUTE_LIMIT`` arithmetic ops: then it is materialized.
 
+Groups already in the func (copy groups from ``decompose``, or an earlier
+``fuse``) are kept as they are, so the pass is idempotent.
+
 A group is named ``k<index>_<file>_<line>`` after the source line of its root
 op (the op computing its result), or ``k<index>`` without a location; indices
 count the groups of the module, so names are unique kernel symbols.

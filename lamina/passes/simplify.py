@@ -224,7 +224,7 @@ def _is_identity(op: Op) -> bool:
 
 def _compose(op: Op) -> Op | None:
     """Two movements in a row that one can do: permute∘permute, broadcast∘broadcast,
-    reshape∘reshape, and broadcast of a reshape that only inserts or drops size-1 axes."""
+    reshape∘reshape, and broadcast of a reshape that only inserts size-1 axes (keepdim)."""
     inner = op.operands[0].owner
     if not isinstance(inner, Op):
         return None
