@@ -192,17 +192,18 @@ def _erfinv(v: float) -> float:
     return float(special.erfinv(v))
 
 
-# fn -> (oracle on a float, allowed error in ulps of the result)
+# fn -> (oracle on a float, allowed error in ulps of the result: libm's transcendental
+# functions may be 2 ulps off in float64, e.g. tanh)
 F_UNARY: dict[str, tuple[Callable[[float], Any], float]] = {
     "neg": (lambda v: -v, 0), "abs": (abs, 0),
     "sign": (lambda v: 0.0 if math.isnan(v) else float((v > 0) - (v < 0)), 0),
-    "exp": (_safe(math.exp), 1), "exp2": (_safe(math.exp2), 1), "expm1": (_safe(math.expm1), 1),
-    "log": (_log(math.log, 0.0), 1), "log2": (_log(math.log2, 0.0), 1),
-    "log1p": (_log(math.log1p, -1.0), 1), "sqrt": (_safe(math.sqrt), 0),
+    "exp": (_safe(math.exp), 2), "exp2": (_safe(math.exp2), 2), "expm1": (_safe(math.expm1), 2),
+    "log": (_log(math.log, 0.0), 2), "log2": (_log(math.log2, 0.0), 2),
+    "log1p": (_log(math.log1p, -1.0), 2), "sqrt": (_safe(math.sqrt), 0),
     "rsqrt": (lambda v: math.copysign(math.inf, v) if v == 0 else
-              0.0 if v == math.inf else _safe(lambda u: 1.0 / math.sqrt(u))(v), 1),
-    "sin": (_safe(math.sin), 1), "cos": (_safe(math.cos), 1), "tan": (_safe(math.tan), 1),
-    "tanh": (math.tanh, 1), "logistic": (_logistic, 1), "erf": (math.erf, 1),
+              0.0 if v == math.inf else _safe(lambda u: 1.0 / math.sqrt(u))(v), 2),
+    "sin": (_safe(math.sin), 2), "cos": (_safe(math.cos), 2), "tan": (_safe(math.tan), 2),
+    "tanh": (math.tanh, 2), "logistic": (_logistic, 2), "erf": (math.erf, 2),
     "erfinv": (_erfinv, 4), "floor": (_same_sign(math.floor), 0),
     "ceil": (_same_sign(math.ceil), 0), "trunc": (_same_sign(math.trunc), 0),
     "round": (_same_sign(round), 0), "isnan": (math.isnan, 0),
@@ -267,10 +268,10 @@ F_BINARY: dict[str, tuple[Callable[[float, float], float], float, bool]] = {
     "mul": (_safe(lambda a, b: a * b), 0, True), "div": (_fdiv, 0, True),
     "rem": (lambda a, b: a if math.isinf(b) and math.isfinite(a) else _safe(math.fmod)(a, b),
             0, True),
-    "pow": (lambda a, b: _quiet(np.power, a, b), 1, True),
+    "pow": (lambda a, b: _quiet(np.power, a, b), 2, True),
     "max": (lambda a, b: _fmax(a, b, max), 0, False),
     "min": (lambda a, b: _fmax(a, b, min), 0, False),
-    "atan2": (_safe(math.atan2), 1, True),
+    "atan2": (_safe(math.atan2), 2, True),
 }
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
@@ -547,7 +548,7 @@ def test_reduce(fn: str, data: st.DataObject):
         else:
             info = np.iinfo(t.numpy)
             expected = [pick(vs, default=info.min if fn == "max" else info.max) for vs in groups]
-        check(got, t, expected)
+        check(got, t, expected, signed_zero=False)  # max(-0.0, 0.0) may be either zero
     elif t.is_int:
         expected = [wrap(sum(vs) if fn == "sum" else math.prod(vs), t) for vs in groups]
         check(got, t, expected)
