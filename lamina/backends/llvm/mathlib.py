@@ -310,6 +310,116 @@ def logistic(o: F, p: int, x: str) -> str:
     return o.sel(o.ge(x, 0.0), o.div(1.0, d), o.div(e, d))
 
 
+def _pi_fixed(bits: int) -> int:
+    """floor(pi * 2**bits), from Machin's formula in integer arithmetic."""
+    guard = bits + 32
+    one = 1 << guard
+
+    def atan_inv(n: int) -> int:
+        total, term, k, sign = 0, one // n, 1, 1
+        while term:
+            total += sign * (term // k)
+            term //= n * n
+            k, sign = k + 2, -sign
+        return total
+
+    return (16 * atan_inv(5) - 4 * atan_inv(239)) >> 32
+
+
+_CHUNK = 53
+# 2/pi in 53-bit integer chunks: 2/pi = sum(c[i] * 2**(-53*(i+1))). 26 chunks reach
+# 2**-1378, past what the largest double (2**1024) times the 53 + 62 bits needed call for.
+_TWO_OVER_PI_BITS = (1 << (2 * 26 * _CHUNK + 65)) // _pi_fixed(26 * _CHUNK + 64)
+TWO_OVER_PI_CHUNKS = [float((_TWO_OVER_PI_BITS >> (_CHUNK * (25 - i))) & ((1 << _CHUNK) - 1))
+                      for i in range(26)]
+
+
+def _reduce_big(o: F, p: int, x: str) -> tuple[str, str]:
+    """(r, q) with x = r + q*pi/2 mod 2pi exactly, for any finite x >= 2**20 in magnitude.
+
+    Payne-Hanek: with |x| = M * 2**(E-L) (M an integer of L+1 bits), x*2/pi mod 4 only
+    needs the chunks of 2/pi from index s = (E-L-2) // 53 on; the products M*chunk are
+    split exactly (two-product) and reduced mod 4 term by term, then summed in
+    double-double. float32 inputs (p == 32) need 3 chunks, doubles 5.
+    """
+    mant = 52 if p == 64 else 23
+    ax = o.abs(x)
+    e = o.ibin("sub", o.ibin("lshr", o.bits(ax), 52), 1023)
+    m = o.mul(ax, o.from_bits(o.ibin("shl", o.ibin("sub", o.ci(1023 + mant), e), 52)))
+    ef = o.b.conv("sitofp", e, o.it, o.t)
+    # s = max((e - mant - 2) // 53, 0), in floats: vector i64 division is slow.
+    sf = o.floor(o.mul(o.sub(ef, mant + 1.5), 1 / _CHUNK))
+    sf = o.sel(o.lt(sf, 0.0), 0.0, sf)
+    last = ((1023 if p == 64 else 127) - mant - 2) // _CHUNK  # the largest s of a finite x
+    # 2**(e - mant - 53*(s+1)), the weight of chunk s's last bit, times 2**53
+    scale = o.scale(o.c(1.0), o.sub(o.sub(ef, mant), o.mul(sf, float(_CHUNK))))
+    terms = []
+    for j in range(5 if p == 64 else 3):
+        # chunk s + j, picked by selects (a gather per lane is far slower)
+        chunk = o.c(TWO_OVER_PI_CHUNKS[j])
+        for k in range(1, last + 1):
+            chunk = o.sel(o.eq(sf, float(k)), TWO_OVER_PI_CHUNKS[k + j], chunk)
+        c = o.mul(o.mul(chunk, scale), 2.0 ** (-_CHUNK * (j + 1)))
+        hi = o.mul(m, c)
+        terms += [hi, o.fma(m, c, o.neg(hi))]
+    # Each term mod 4 is exact; their sum, in double-double, is x*2/pi mod 4.
+    mods = [o.sub(t, o.mul(o.rint(o.mul(t, 0.25)), 4.0)) for t in terms]
+    f_hi, f_lo = mods[0], o.c(0.0)
+    for t in mods[1:]:
+        f_hi, err = _two_sum(o, f_hi, t)
+        f_lo = o.add(f_lo, err)
+    k = o.rint(f_hi)
+    f_hi = o.sub(f_hi, k)
+    q = o.sub(k, o.mul(o.floor(o.mul(k, 0.25)), 4.0))
+    f = o.add(f_hi, f_lo)
+    r_hi = o.mul(f, PIO2_HI)
+    r = o.add(r_hi, o.add(o.fma(f, PIO2_HI, o.neg(r_hi)), o.mul(f, PIO2_LO)))
+    q = o.sel(o.lt(x, 0.0), o.sub(4.0, q), q)  # x = -|x|: quadrant and r change sign
+    q = o.sel(o.eq(q, 4.0), 0.0, q)
+    return o.sel(o.lt(x, 0.0), o.neg(r), r), q
+
+
+# floor(2/pi * 2**224) as 64-bit words: word j holds bits [32j, 32j + 64).
+_G224 = _TWO_OVER_PI_BITS >> (26 * _CHUNK - 224)
+_G_WORDS = [(_G224 >> (32 * j)) & ((1 << 64) - 1) for j in range(7)]
+
+
+def _reduce_big_f32(o: F, x: str) -> tuple[str, str]:
+    """(r, q) for a float32 x (held in a double) of magnitude >= 2**20, exactly.
+
+    Payne-Hanek in 64-bit integers: |x| = M * 2**(E-23) with a 24-bit M, and
+    x*2/pi mod 4 = M * G * 2**(E-23-224) mod 4 with G = floor(2/pi * 2**224). Only
+    96 bits of G matter (a window starting at bit 153 - E); M times that window,
+    shifted, is x*2/pi mod 4 as a fixed-point number with 62 fraction bits.
+    """
+    b, it = o.b, o.it
+    bits = o.bits(o.abs(x))
+    e = o.ibin("sub", o.ibin("lshr", bits, 52), 1023)
+    m = o.ibin("lshr", o.ibin("or", o.ibin("and", bits, (1 << 52) - 1), 1 << 52), 29)
+    start = o.ibin("sub", o.ci(153), e)
+    start = b.intrinsic("smin", it, [(it, start), (it, o.ci(133))])
+    start = b.intrinsic("smax", it, [(it, start), (it, o.ci(0))])
+    word, shift = o.ibin("lshr", start, 5), o.ibin("and", start, 31)
+    window = []
+    for j in range(3):
+        v = o.ci(_G_WORDS[j])
+        for w in range(1, 5):
+            is_w = b.cmp("eq", it, word, o.ci(w))
+            v = b.select(is_w, it, o.ci(_G_WORDS[w + j] - (1 << 64) * (_G_WORDS[w + j] >> 63)), v)
+        window.append(o.ibin("and", o.ibin("lshr", v, shift), 0xFFFFFFFF))
+    p0, p1, p2 = (o.ibin("mul", m, w) for w in window)
+    fixed = o.ibin("add", o.ibin("add", o.ibin("lshr", p0, 32), p1), o.ibin("shl", p2, 32))
+    k = o.ibin("lshr", o.ibin("add", fixed, 1 << 61), 62)
+    frac = o.ibin("sub", fixed, o.ibin("shl", k, 62))
+    f = o.mul(b.conv("sitofp", frac, it, o.t), 2.0**-62)
+    r = o.mul(f, math.pi / 2)
+    q = b.conv("sitofp", k, it, o.t)
+    neg = o.lt(x, 0.0)
+    q = o.sel(neg, o.sub(4.0, q), q)
+    q = o.sel(o.eq(q, 4.0), 0.0, q)
+    return o.sel(neg, o.neg(r), r), q
+
+
 def _sincos(o: F, p: int, x: str) -> tuple[str, str, str]:
     """(sin r, cos r, quadrant q in 0..3 as a float) with x = r + q*pi/2 (mod 2 pi)."""
     k = o.rint(o.mul(x, 2 / math.pi))
@@ -318,6 +428,10 @@ def _sincos(o: F, p: int, x: str) -> tuple[str, str, str]:
     for part in PIO2_PARTS:
         r = o.fma(nk, part, r)
     q = o.sub(k, o.mul(o.floor(o.mul(k, 0.25)), 4.0))
+    # Three parts of pi/2 with fused multiply-adds are exact while k is small.
+    big = o.both(o.ge(o.abs(x), 2.0**20), o.lt(o.abs(x), math.inf))
+    r_big, q_big = _reduce_big(o, p, x) if p == 64 else _reduce_big_f32(o, x)
+    r, q = o.sel(big, r_big, r), o.sel(big, q_big, q)
     z = o.mul(r, r)
     n_sin, n_cos = (8, 9) if p == 64 else (5, 6)
     sin_c = [(-1) ** (j + 1) * _INV_FACT[2 * j + 3] for j in range(n_sin - 1)]
