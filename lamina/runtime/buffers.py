@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import operator
 from typing import Sequence
 
 import numpy as np
@@ -70,10 +71,14 @@ def alloc(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 def empty(shape: int | Sequence[int], dtype: np.dtype | type | str) -> np.ndarray:
     """A new uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
-        raise ValueError(f"empty: sizes must be non-negative integers, got {shape}")
-    return alloc(tuple(int(d) for d in shape), np.dtype(dtype))
+    try:
+        sizes = (operator.index(shape),) if not hasattr(shape, "__len__") else tuple(
+            map(operator.index, shape))
+    except TypeError:
+        sizes = None
+    if sizes is None or (sizes and min(sizes) < 0):
+        raise ValueError(f"empty: sizes must be non-negative integers, got {shape!r}")
+    return alloc(sizes, dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
 
 
 def zeros(shape: int | Sequence[int], dtype: np.dtype | type | str) -> np.ndarray:

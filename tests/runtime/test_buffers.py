@@ -119,3 +119,15 @@ def test_data_pointer_offset_was_verified():
     for v in (a, a[2:, 1:], a.T, a[3, 2:3], np.ones(()), np.zeros((0, 3))):
         assert data_pointer(v) == v.ctypes.data
     assert buffers._DATA_OFFSET is not None
+
+
+@pytest.mark.parametrize("bad", [(2.0, 3), (-1,), "abc", None, (2, None)])
+def test_empty_rejects_bad_shapes(bad):
+    with pytest.raises(ValueError, match="non-negative integers"):
+        empty(bad, np.float32)
+
+
+def test_empty_accepts_numpy_integers_and_dtype_names():
+    a = empty((np.int64(2), np.int32(3)), "float64")
+    assert a.shape == (2, 3) and a.dtype == np.float64 and type(a.shape[0]) is int
+    assert empty((), np.int8).shape == ()
