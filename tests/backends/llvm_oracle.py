@@ -162,8 +162,8 @@ def _erfinv(y: float) -> float:
         return math.nan
     if abs(y) == 1:
         return math.copysign(math.inf, y)
-    if y == 0:
-        return y
+    if abs(y) < 1e-300:
+        return y * math.sqrt(math.pi) / 2  # the next term is y**3 smaller
     # Bisection on the monotone erf (or erfc near 1, where 1 - |y| is exact): slow,
     # obviously right.
     a = abs(y)
