@@ -62,7 +62,7 @@ def _outcome(fn, *arrays):
         return ("refused", str(e))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(pairs=st.lists(spec_and_array(), min_size=1, max_size=3))
 def test_fast_path_agrees_with_full_check(pairs):
     specs = [s for s, _ in pairs]
