@@ -14,9 +14,10 @@ Choices a caller may need to know:
 - ``tensor.mean`` needs static reduced sizes (it divides by their product); the
   eager frontend computes a mean as a sum and a scalar multiply instead.
 - ``tensor.copy`` is the value itself (graph values are immutable and every
-  fusion group writes a fresh buffer), except when that would return a func
-  argument or return one value twice: then it is a copy group (a ``prim.fusion``
-  yielding its own argument), so the caller still gets a fresh buffer.
+  fusion group writes a fresh buffer). A func result that would so become a
+  func argument (also ``expand``/``cast`` to the same type, ...), or a copy of a
+  value returned too, is a copy group instead (a ``prim.fusion`` yielding its
+  own argument): results stay fresh buffers the caller may write.
 - ``keepdim`` re-inserts the reduced axes with ``prim.reshape`` when the result
   shape is static and with a ``prim.broadcast`` to size-1 axes otherwise (its
   ``?`` axes map ``?`` operand axes of the same size; the eager frontend never
@@ -295,10 +296,9 @@ def _cat(b: Builder, op: Op, args: list[Value]) -> Value:
 def decompose_graph(g: Graph) -> Graph:
     """A new graph computing what ``g`` computes, with every tensor op decomposed."""
     ng, vmap = new_graph_like(g)
-    copies: set[Value] = set()  # prim values standing for tensor.copy results
     for op in g.ops:
         if isinstance(op, Return):
-            ng.body.append(Return(_returned(ng, op, vmap, copies), [], loc=op.loc))
+            ng.body.append(Return(_fresh_results(ng, op, vmap), [], loc=op.loc))
             continue
         fn = RULES.get(op.name)
         if fn is None:
@@ -311,21 +311,22 @@ def decompose_graph(g: Graph) -> Graph:
             raise IRError(f"{op.where()}: decomposition gives {out.type}, expected "
                           f"{op.result.type} (operands "
                           f"{', '.join(str(v.type) for v in op.operands)})")
-        if op.name == "tensor.copy":
-            copies.add(out)
         vmap[op.result] = out
     return ng
 
 
-def _returned(ng: Graph, ret: Op, vmap: dict[Value, Value], copies: set[Value]) -> list[Value]:
+def _fresh_results(ng: Graph, ret: Op, vmap: dict[Value, Value]) -> list[Value]:
+    """The returned values; an op's result that decomposed to a func argument (a copy, a
+    cast to the same dtype, ...), or a copy of a value also returned, becomes a copy group,
+    so results stay fresh buffers the caller may write."""
     outs = [vmap[v] for v in ret.operands]
-    seen: set[Value] = set()
     for i, (old, v) in enumerate(zip(ret.operands, outs)):
         src = old.owner
-        if (isinstance(src, Op) and src.name == "tensor.copy" and v in copies
-                and (isinstance(v.owner, Block) or v in seen)):
+        if not isinstance(src, Op):
+            continue
+        shared = src.name == "tensor.copy" and sum(o is v for o in outs) > 1
+        if isinstance(v.owner, Block) or shared:
             outs[i] = copy_group(Builder(ng.body, src.loc), v)
-        seen.add(outs[i])
     return outs
 
 

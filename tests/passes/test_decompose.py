@@ -213,6 +213,26 @@ def test_copy_of_an_argument_is_a_copy_group_and_of_a_value_is_the_value():
         }""")
 
 
+def test_results_stay_fresh_buffers():
+    # an op result that decomposes to an argument, or a copy of a value returned too
+    out = run_pipeline("""
+        func @f(%x: tensor<3xf32>, %s: tensor<f32>)
+            -> (tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<f32>, tensor<3xf32>) {
+          %0 = tensor.exp %x : tensor<3xf32>
+          %1 = tensor.copy %0 : tensor<3xf32>
+          %2 = tensor.cast %x {dtype = f32} : tensor<3xf32>
+          %3 = tensor.amax %s {dims = [], keepdim = false} : tensor<f32>
+          return %1, %0, %2, %3, %x
+        }""", "decompose")
+    filecheck(out, """
+        CHECK: %0 = prim.exp %x
+        CHECK-NEXT: %1 = prim.fusion %0 {name = "copy"}
+        CHECK: %2 = prim.fusion %x {name = "copy"}
+        CHECK: %3 = prim.fusion %s {name = "copy"}
+        CHECK: return %1, %0, %2, %3, %x
+    """)
+
+
 def test_decompose_is_idempotent_and_keeps_locations():
     from lamina.ir import Loc
     from lamina.ir.printer import print_module
