@@ -42,6 +42,10 @@ class Lane:
 Ix = Any  # Value | Lane
 
 
+def _inside(op: Op, region: Any) -> bool:
+    return op.parent is region
+
+
 def _key(i: Ix) -> Any:
     return ("lane", id(i.base)) if isinstance(i, Lane) else id(i)
 
@@ -57,6 +61,7 @@ class Evaluator:
                  width: int, what: str = "group"):
         self.kb, self.shapes, self.inputs, self.width, self.what = (
             kb, shapes, inputs, width, what)
+        self.region = shapes.region
         # value id -> function(idx) giving its element: lets a kernel inject accumulators
         self.overrides: dict[int, Callable[[tuple], Value]] = {}
 
@@ -70,8 +75,11 @@ class Evaluator:
             return hit[0]
         if id(v) in self.overrides:
             r = self.overrides[id(v)](idx)
-        elif not isinstance(v.owner, Op):
+        elif id(v) in self.inputs:
             r = self.load(self.inputs[id(v)], list(idx))
+        elif not isinstance(v.owner, Op) or not _inside(v.owner, self.region):
+            raise IRError(f"lower-loops: {self.what}: a {v.type} value from outside the group "
+                          "is used without being one of its operands")
         else:
             r = self._rule(v.owner)(self, v.owner, idx)
         self.kb.memo_put(key, r, _ix_values(idx))

@@ -26,7 +26,7 @@ class ShapeSolver:
 
     def __init__(self, region: Block, result: Value, kb: KernelBuilder,
                  inputs: dict[int, Value], out: Value | None = None, what: str = "group"):
-        self.kb, self.what = kb, what
+        self.kb, self.what, self.region = kb, what, region
         self.parent: dict[Node, Node] = {}
         self.buffers: dict[Node, tuple[Value, int]] = {}
         self.rules: dict[Node, Callable[[], Value]] = {}
@@ -150,8 +150,9 @@ class ShapeSolver:
             return hit
         members = self.members.get(root, [root])
         for n in members:
-            if n[0] != "out" and self.values[n[0]].type.shape[n[1]] is not None:
-                return self._remember(root, self.kb.index(self.values[n[0]].type.shape[n[1]]))
+            known = self.values.get(n[0])
+            if known is not None and known.type.shape[n[1]] is not None:
+                return self._remember(root, self.kb.index(known.type.shape[n[1]]))
         held = sorted((self.order[n], n) for n in members if n in self.buffers)
         if held:  # the first input holding the axis, else the output
             memref, a = self.buffers[held[0][1]]

@@ -167,6 +167,16 @@ func @f(%x: tensor<4xf32>) -> (tensor<4xf32>) {
                                                              dims=(0,)))
     with pytest.raises(IRError, match="cannot tell the run-time size of axis 0"):
         LowerLoops().run(unknown)
+    outside = parse("""
+func @f(%x: tensor<?xf32>, %y: tensor<?xf32>) -> (tensor<?xf32>) {
+  %0 = prim.fusion %x {name = "k0"} : tensor<?xf32> (%a: tensor<?xf32>) {
+    %1 = prim.add %a, %y : tensor<?xf32>
+    prim.yield %1
+  }
+  return %0
+}""")
+    with pytest.raises(IRError, match="from outside the group"):
+        LowerLoops().run(outside)
 
 
 # -- numerics: elementwise with broadcasting ---------------------------------------------------
