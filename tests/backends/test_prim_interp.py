@@ -253,9 +253,17 @@ def _fdiv(a: float, b: float) -> float:
     return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
-def _quiet(f: Callable[..., Any], *args: float) -> float:
-    with np.errstate(all="ignore"):
-        return float(f(*(np.float64(a) for a in args)))
+def _fpow(a: float, b: float) -> float:
+    """C99 pow: poles and overflow keep the sign of a negative base to an odd integer power."""
+    odd = math.isfinite(b) and b == math.floor(b) and b % 2 == 1
+    if a == 0 and b < 0:
+        return math.copysign(math.inf, a) if odd else math.inf
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        return -math.inf if a < 0 and odd else math.inf
+    except ValueError:
+        return math.nan
 
 
 def _fmax(a: float, b: float, pick: Callable[[float, float], float]) -> float:
@@ -268,7 +276,7 @@ F_BINARY: dict[str, tuple[Callable[[float, float], float], float, bool]] = {
     "mul": (_safe(lambda a, b: a * b), 0, True), "div": (_fdiv, 0, True),
     "rem": (lambda a, b: a if math.isinf(b) and math.isfinite(a) else _safe(math.fmod)(a, b),
             0, True),
-    "pow": (lambda a, b: _quiet(np.power, a, b), 2, True),
+    "pow": (_fpow, 2, True),
     "max": (lambda a, b: _fmax(a, b, max), 0, False),
     "min": (lambda a, b: _fmax(a, b, min), 0, False),
     "atan2": (_safe(math.atan2), 2, True),
