@@ -173,14 +173,14 @@ def _insert(idx: tuple, axis: int) -> tuple:
 
 
 def dot_at(ev: Evaluator, op: Op, idx: tuple) -> Value:
-    """One element of a ``dot_general``: a sum of products over the contracted axes."""
+    """One element of a ``dot_general``: a sum of products over the contracted axes
+    (for i1, an or of ands)."""
     lhs, rhs = op.operands
     lb, rb = op.attrs["lhs_batch"], op.attrs["rhs_batch"]
     lc, rc = op.attrs["lhs_contract"], op.attrs["rhs_contract"]
     dtype = op.result.type.dtype
-    if dtype.is_bool:
-        raise IRError(f"lower-loops: {op.where()}: dot_general of i1 is not supported")
     acc_t = accumulator_type(dtype)
+    add, mul = ("loop.or", "loop.and") if dtype.is_bool else ("loop.add", "loop.mul")
     nb = len(lb)
     lfree = [a for a in range(lhs.type.rank) if a not in lb + lc]
     rfree = [a for a in range(rhs.type.rank) if a not in rb + rc]
@@ -200,7 +200,7 @@ def dot_at(ev: Evaluator, op: Op, idx: tuple) -> Value:
     def body(ivs: list, accs: list) -> list:
         a = ev.cast(ev.at(lhs, operand_index(lhs.type.rank, lb, lc, lfree, li, ivs)), acc_t)
         b = ev.cast(ev.at(rhs, operand_index(rhs.type.rank, rb, rc, rfree, ri, ivs)), acc_t)
-        return [ev.ew("loop.add", accs[0], ev.ew("loop.mul", a, b))]
+        return [ev.ew(add, accs[0], ev.ew(mul, a, b))]
 
     init = ev.const_like(0, acc_t, _has_lane(idx))
     (acc,) = ev.nest([ev.shapes.dim(lhs, a) for a in lc], [init], body)

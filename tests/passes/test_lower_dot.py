@@ -91,7 +91,8 @@ def np_matmul(x: np.ndarray, w: np.ndarray, dtype: str) -> np.ndarray:
     if t.is_float:
         r = values(x, dtype).astype(np.float64) @ values(w, dtype).astype(np.float64)
         return storage(r.astype(np.float32) if dtype == "bf16" else r, dtype)
-    return np.matmul(x.astype(np.int64), w.astype(np.int64)).astype(t.numpy)
+    r = np.matmul(x.astype(np.int64), w.astype(np.int64))
+    return r != 0 if t.is_bool else r.astype(t.numpy)
 
 
 def check(got: np.ndarray, want: np.ndarray, dtype: str, k: int) -> None:
@@ -106,11 +107,11 @@ def check(got: np.ndarray, want: np.ndarray, dtype: str, k: int) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(m=SIZES, k=SIZES, n=SIZES, data=st.data(),
-       dtype=st.sampled_from(["f32", "f64", "i32", "i64", "i8", "f16", "bf16"]),
+       dtype=st.sampled_from(["f32", "f64", "i32", "i64", "i8", "f16", "bf16", "i1"]),
        form=st.sampled_from(["kn", "nk", "km"]), dynamic=st.booleans())
 def test_matmul(m, k, n, data, dtype, form, dynamic):
     """x @ w with w as (K, N) rows, (N, K) (contracting its last axis), or x given as
-    (K, M) and permuted inside the group; static or ? sizes."""
+    (K, M) and permuted inside the group; static or ? sizes; i1 is an or of ands."""
     t = SCALARS[dtype]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     x = random_values(rng, (k, m) if form == "km" else (m, k), dtype)
