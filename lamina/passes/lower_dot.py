@@ -28,7 +28,7 @@ from lamina.ir.core import Op, Value
 from lamina.ir.dialects import prim as P
 from lamina.ir.types import ScalarType, VectorType, index
 from lamina.passes.loop_builder import NotVectorizable
-from lamina.passes.lower_eval import Evaluator, Lane
+from lamina.passes.lower_eval import Evaluator, Lane, index_key
 from lamina.passes.lower_reduce import accumulator_type
 
 MR = 8  # rows of A per tile (B-row form)
@@ -152,9 +152,7 @@ class _Tiling:
         kb, ev = self.kb, self.ev
         with kb.loop(kb.index(0), kb.emit("loop.cast", cond, dtype=index), kb.index(1)):
             def product(at_idx: tuple) -> Value:
-                if len(at_idx) != len(idx) or any(
-                        (x.base if isinstance(x, Lane) else x) is not
-                        (y.base if isinstance(y, Lane) else y) for x, y in zip(at_idx, idx)):
+                if index_key(at_idx) != index_key(idx):
                     raise NotVectorizable("epilogue reads the product elsewhere")
                 return ev.cast(acc, self.dtype)
 

@@ -50,6 +50,11 @@ def _key(i: Ix) -> Any:
     return ("lane", id(i.base)) if isinstance(i, Lane) else id(i)
 
 
+def index_key(idx: tuple) -> tuple:
+    """A hashable identity of an index (values and lanes)."""
+    return tuple(_key(i) for i in idx)
+
+
 def _ix_values(idx: tuple) -> tuple[Value, ...]:
     return tuple(i.base if isinstance(i, Lane) else i for i in idx)
 
@@ -69,7 +74,7 @@ class Evaluator:
     def at(self, v: Value, idx: tuple) -> Value:
         """Element ``idx`` of region value ``v`` (a scalar, or a vector in vector mode)."""
         idx = tuple(idx)
-        key = ("at", id(v), tuple(_key(i) for i in idx), self.width)
+        key = ("at", id(v), index_key(idx), self.width)
         hit = self.kb.memo_get(key)
         if hit is not None:
             return hit[0]
