@@ -829,6 +829,21 @@ def test_broadcast_to_unknown_sizes_stretches_to_the_other_operands(bsize):
     np.testing.assert_array_equal(got, np.maximum(x, 0) + b)
 
 
+def test_stretchy_values_flow_into_fusion_groups():
+    text = """func @f(%x: tensor<?x?xf32>) -> (tensor<?x?xf32>) {
+  %0 = prim.const {dtype = f32, shape = [], value = 1.5} : tensor<f32>
+  %1 = prim.broadcast %0 {dims = [], shape = [?, ?]} : tensor<?x?xf32>
+  %2 = prim.fusion %1, %x {name = "k"} : tensor<?x?xf32> \
+(%a: tensor<?x?xf32>, %b: tensor<?x?xf32>) {
+    %3 = prim.mul %a, %b : tensor<?x?xf32>
+    prim.yield %3
+  }
+  return %2
+}"""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(run(parse(text), x)[0], x * 1.5)
+
+
 def test_broadcast_to_an_unknown_size_that_nothing_determines_is_an_error():
     text = STRETCH.replace("%6 = prim.add %2, %5", "%6 = prim.add %5, %5").replace(
         "return %6", "return %6")

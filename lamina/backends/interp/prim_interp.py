@@ -442,7 +442,7 @@ def _stretch(op: Op, xs: list[np.ndarray], axes: list[frozenset[int]]
 
 def _stretchy_result(op: Op, xs: list[np.ndarray], axes: list[frozenset[int]]
                      ) -> tuple[list[np.ndarray], frozenset[int]]:
-    if not any(axes):
+    if not any(axes) or op.name == "prim.fusion":  # a fusion's region args carry them
         return xs, frozenset()
     if op.has("elementwise"):
         return _stretch(op, xs, axes)
