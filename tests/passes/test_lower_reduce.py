@@ -153,8 +153,9 @@ def test_reductions(shape, data, dtype, dynamic, view):
     assert got.shape == want.shape and got.dtype == want.dtype
     if t.is_float and fn in ("sum", "prod"):
         tol = {"f16": 1e-2, "bf16": 2e-2, "f32": 1e-5, "f64": 1e-12}[dtype]
+        terms = int(np.prod([shape[a] for a in axes]))
         np.testing.assert_allclose(values(got, dtype), values(want, dtype), rtol=tol,
-                                   atol=tol * 10)
+                                   atol=tol * max(terms, 10))
     else:
         np.testing.assert_array_equal(values(got, dtype), values(want, dtype))
 
@@ -234,8 +235,9 @@ def test_eager_reduction_of_broadcast_views(shape, data):
     module = group([tt, tt], lambda b, u, v: b("prim.reduce_sum", b("prim.mul", u, v),
                                                 axes=axes))
     (got,) = run(lower(module, (layout_of(x), layout_of(y))), x, y)
+    terms = int(np.prod([shape[a] for a in axes]))  # f32 rounding grows with the count
     np.testing.assert_allclose(got, (x.astype(np.float64) * y).sum(axis=axes), rtol=1e-5,
-                               atol=1e-5)
+                               atol=1e-6 * max(terms, 10))
 
 
 def test_full_reduction_to_a_scalar():
