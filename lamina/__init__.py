@@ -87,6 +87,12 @@ from lamina.frontend.ops import (
     zeros,
     zeros_like,
 )
+from lamina.frontend.ops_creation import *  # noqa: F403
+from lamina.frontend.ops_index import *  # noqa: F403
+from lamina.frontend.ops_linalg import *  # noqa: F403
+from lamina.frontend.ops_math import *  # noqa: F403
+from lamina.frontend.ops_reduce import *  # noqa: F403
+from lamina.frontend.ops_shape import *  # noqa: F403
 from lamina.frontend.tensor import Size, Tensor
 from lamina.frontend.views import (
     broadcast_to,

@@ -5,8 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from lamina.frontend import dtypes as dt
-from lamina.frontend import ops, views
+from lamina.frontend import (
+    ops,
+    ops_creation,
+    ops_index,
+    ops_linalg,
+    ops_math,
+    ops_reduce,
+    ops_shape,
+    views,
+)
 from lamina.frontend.tensor import Tensor
+
+# Modules that add functions and methods for the full Tensor API.
+EXTRA_MODULES = (ops_creation, ops_index, ops_linalg, ops_math, ops_reduce, ops_shape)
 
 
 def _rev(fn):
@@ -85,6 +97,9 @@ for _name in ("neg", "abs", "exp", "exp2", "expm1", "log", "log2", "log1p", "sqr
               "sign", "relu", "isnan", "logical_not", "logical_and", "logical_or",
               "logical_xor"):
     METHODS.setdefault(_name, getattr(ops, _name))
+
+for _module in EXTRA_MODULES:
+    METHODS.update(_module.TENSOR_METHODS)
 
 for _name, _fn in METHODS.items():
     setattr(Tensor, _name, _fn)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class ScalarType:
     """An element type: ``f16 bf16 f32 f64 i1 i8 i32 i64 index``."""
