@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from lamina.frontend import trace
+from lamina.frontend.tensor import Tensor
 from lamina.ir import Builder, Graph, Loc, Module, TensorType, Value
 from lamina.ir.core import Return
 
@@ -61,7 +63,7 @@ def build_graph(name: str, build: Build, arg_types: Sequence[TensorType],
 
 
 def compile_eager(key: tuple, build: Build, arrays: Sequence[np.ndarray],
-                  irtypes: Sequence[Any]) -> Any:
+                  irtypes: Sequence[Any], layouts: tuple) -> Any:
     """Lower and compile the program of one op signature (a cache miss)."""
     from lamina.passes.pipeline import lower
     from lamina.runtime import compile_program
@@ -69,7 +71,7 @@ def compile_eager(key: tuple, build: Build, arrays: Sequence[np.ndarray],
     name = _kernel_name(key)
     arg_types = [TensorType((None,) * a.ndim, t) for a, t in zip(arrays, irtypes)]
     module = build_graph(name, build, arg_types)
-    stages = lower(module, arg_layouts=tuple(layout_of(a) for a in arrays))
+    stages = lower(module, arg_layouts=layouts)
     return compile_program(stages.loop, name)
 
 
@@ -79,15 +81,21 @@ def _kernel_name(key: tuple) -> str:
 
 
 def run_eager(key: tuple, build: Build, arrays: Sequence[np.ndarray],
-              irtypes: Sequence[Any]) -> list[np.ndarray]:
-    """Run ``build`` on concrete arrays through the compiled program of its signature."""
-    full_key = (key, tuple((a.ndim, t, layout_of(a)) for a, t in zip(arrays, irtypes)))
+              irtypes: Sequence[Any], layouts: tuple | None = None) -> list[np.ndarray]:
+    """Run ``build`` on concrete arrays through the compiled program of its signature.
+
+    ``layouts`` (the stride pattern of each array) may be passed when the caller
+    knows it, which saves deriving it from the arrays' strides.
+    """
+    if layouts is None:
+        layouts = tuple(layout_of(a) for a in arrays)
+    full_key = (key, tuple(irtypes), layouts)
     prog = _programs.get(full_key)
     if prog is None:
         with _compile_lock:
             prog = _programs.get(full_key)
             if prog is None:
-                prog = compile_eager(key, build, arrays, irtypes)
+                prog = compile_eager(key, build, arrays, irtypes, layouts)
                 _programs[full_key] = prog
     return prog(*arrays)
 
@@ -109,9 +117,6 @@ def apply(name: str, build: Build, args: Sequence[Any], eager: Callable[[], Any]
     computes the result with generated kernels (possibly through a cheaper
     specialised path).
     """
-    from lamina.frontend import trace
-    from lamina.frontend.tensor import Tensor
-
     tr = trace.current()
     if tr is not None:
         vals = [tr.value_of(x) if isinstance(x, Tensor) else

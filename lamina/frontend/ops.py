@@ -88,7 +88,14 @@ def _collapse(shape: tuple[int, ...], strides: list[tuple[int, ...]]
 
 
 def _restride(a: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
-    return np.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
+    """A read-only view of ``a``'s memory with new shape and byte strides."""
+    if a.flags.c_contiguous:
+        # numpy checks that the view stays inside a's buffer
+        v = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
+    else:
+        v = np.lib.stride_tricks.as_strided(a, shape, strides)
+    v.flags.writeable = False
+    return v
 
 
 def _scalar_array(x: bool | int | float, dtype: dt.dtype) -> np.ndarray:
@@ -138,6 +145,11 @@ def _eager_elementwise(key: tuple, build, args: Sequence[Any], scalar_dtype: dt.
             arr = _scalar_array(x, scalar_dtype)
             arrays.append(arr)
             types.append(dt.from_numpy(arr.dtype))
+    fast = _flat_views(arrays, shape)
+    if fast is not None:
+        views, layouts, out_shape = fast
+        (res,) = dispatch.run_eager(key, build, views, [t.ir for t in types], layouts)
+        return Tensor._wrap(res.reshape(out_shape), out)
     shapes = [a.shape for a in arrays] + ([shape] if shape is not None else [])
     out_shape = broadcast_shapes(*shapes, op=str(key[1] if len(key) > 1 else key[0]))
     if shape is not None and out_shape != shape:
@@ -149,6 +161,40 @@ def _eager_elementwise(key: tuple, build, args: Sequence[Any], scalar_dtype: dt.
     views = [_restride(a, cshape, s) for a, s in zip(arrays, cstrides)]
     (res,) = dispatch.run_eager(key, build, views, [t.ir for t in types])
     return Tensor._wrap(res.reshape(out_shape), out)
+
+
+def _flat_views(arrays: list[np.ndarray], shape: tuple[int, ...] | None) -> Any:
+    """The common case without broadcasting work: contiguous tensors of one shape,
+    plus 0-d numbers, seen as 1-d (a 0-d number as a stride-0 vector)."""
+    out_shape = shape
+    for a in arrays:
+        if a.ndim:
+            if out_shape is None:
+                out_shape = a.shape
+            elif a.shape != out_shape or not a.flags.c_contiguous:
+                return None
+        elif not a.flags.c_contiguous:
+            return None
+    if out_shape is None:
+        out_shape = ()
+    n = 1
+    for d in out_shape:
+        n *= d
+    if n == 0:
+        return None
+    views, layouts = [], []
+    for a in arrays:
+        if a.ndim:
+            views.append(a.reshape(n))
+            layouts.append(_UNIT)
+        else:
+            views.append(np.ndarray((n,), a.dtype, buffer=a, strides=(0,)))
+            layouts.append(_BROADCAST)
+    return views, tuple(layouts), out_shape
+
+
+_UNIT = (1,)
+_BROADCAST = (0,)
 
 
 def _cast(b: Builder, v: Value, to: dt.dtype) -> Value:
