@@ -168,13 +168,13 @@ def _flat_views(arrays: list[np.ndarray], shape: tuple[int, ...] | None) -> Any:
     plus 0-d numbers, seen as 1-d (a 0-d number as a stride-0 vector)."""
     out_shape = shape
     for a in arrays:
+        if not a.flags.c_contiguous:
+            return None
         if a.ndim:
             if out_shape is None:
                 out_shape = a.shape
-            elif a.shape != out_shape or not a.flags.c_contiguous:
+            elif a.shape != out_shape:
                 return None
-        elif not a.flags.c_contiguous:
-            return None
     if out_shape is None:
         out_shape = ()
     n = 1
