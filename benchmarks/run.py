@@ -98,12 +98,12 @@ def bench_matmul(quick: bool) -> None:
         b = rng.standard_normal((n, n)).astype(np.float32)
         la, lb = lamina.from_numpy(a), lamina.from_numpy(b)
         flops = 2 * n ** 3
-        t_l = timeit(lambda: la @ lb, repeat=5)
-        t_n = timeit(lambda: a @ b, repeat=5)
+        t_l = timeit(lambda la=la, lb=lb: la @ lb, repeat=5)
+        t_n = timeit(lambda a=a, b=b: a @ b, repeat=5)
         t_t = "-"
         if torch is not None:
             ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-            t_t = f"{flops / timeit(lambda: ta @ tb, repeat=5) / 1e9:.0f} GFLOP/s"
+            t_t = f"{flops / timeit(lambda ta=ta, tb=tb: ta @ tb, repeat=5) / 1e9:.0f} GFLOP/s"
         row(f"matmul {n}x{n}x{n} f32", f"{flops / t_l / 1e9:.0f} GFLOP/s",
             f"{flops / t_n / 1e9:.0f} GFLOP/s", t_t, f"{t_n / t_l:.0%} of numpy")
 
