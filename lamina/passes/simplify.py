@@ -199,7 +199,8 @@ def _fold_movement(op: Op) -> Op | Value | None:
             return _const(op, values[0])
         return None
     value = splat_value(x)
-    if op.name == "prim.pad" and not _same_number(value, op.attrs["value"]):
+    if op.name == "prim.pad" and value is not _NONE and not _same_number(value,
+                                                                         op.attrs["value"]):
         value = _NONE
     if value is not _NONE and t.is_static:
         return _const(op, value)
