@@ -4,6 +4,7 @@ Importing the package registers every pass by name for textual pipelines.
 """
 
 from lamina.passes import (  # noqa: F401  (register the passes)
+    autodiff,
     decompose,
     fusion,
     lower_loops,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from lamina.ir import Module, verify
 from lamina.ir.printer import print_module
-from lamina.passes.manager import PassManager, parse_pipeline
+from lamina.passes.manager import Pass, PassManager, parse_pipeline
 from lamina.passes.rewrite import clone_module
 
 PRIM_PIPELINE = "decompose,simplify,fuse"
@@ -36,11 +36,17 @@ class Stages:
         return print_module(getattr(self, stage), locs=locs)
 
 
-def to_prim(module: Module, print_after: Iterable[str] | str = ()) -> Module:
-    """decompose, simplify, fuse: a new module of fusion groups (``module`` is not changed)."""
+def to_prim(module: Module, print_after: Iterable[str] | str = (),
+            autodiff: Pass | None = None) -> Module:
+    """decompose, simplify, fuse: a new module of fusion groups (``module`` is not changed).
+
+    ``autodiff`` (an ``Autodiff`` pass) runs on the primitives, right after decompose.
+    """
     verify(module)
-    return PassManager(parse_pipeline(PRIM_PIPELINE), print_after=print_after).run(
-        clone_module(module))
+    passes = parse_pipeline(PRIM_PIPELINE)
+    if autodiff is not None:
+        passes.insert(1, autodiff)
+    return PassManager(passes, print_after=print_after).run(clone_module(module))
 
 
 def to_loops(prim: Module, arg_layouts: ArgLayouts = None,
@@ -55,14 +61,15 @@ def to_loops(prim: Module, arg_layouts: ArgLayouts = None,
 
 
 def lower(module: Module, arg_layouts: ArgLayouts = None,
-          print_after: Iterable[str] | str | None = None) -> Stages:
+          print_after: Iterable[str] | str | None = None, autodiff: Pass | None = None
+          ) -> Stages:
     """Lower a tensor-dialect module to the loop stage; every stage is verified.
 
     ``arg_layouts`` gives, per func argument, its stride pattern (docs/contracts.md,
     eager specialisation); ``print_after`` names passes (or ``"all"``) whose output
-    is printed to stderr.
+    is printed to stderr; ``autodiff`` adds the reverse sweep (see ``to_prim``).
     """
     wanted = () if print_after is None else print_after
-    prim = to_prim(module, wanted)
+    prim = to_prim(module, wanted, autodiff)
     loop = to_loops(prim, arg_layouts, wanted)
     return Stages(module, prim, loop)
