@@ -84,22 +84,25 @@ class CompiledFunction:
         values = [tr.value_of(o) for o in outs]
         return Module([tr.finish(values)]), tr.captured, tree
 
-    def lower(self, *args: Tensor) -> Lowered:
-        """Trace and lower for these inputs (no machine code yet)."""
+    def _lower_module(self, module: Module) -> Any:
+        """The pipeline from the traced module to loops (``lamina.grad`` adds autodiff)."""
         from lamina.passes.pipeline import lower
 
+        return lower(module)
+
+    def lower(self, *args: Tensor) -> Lowered:
+        """Trace and lower for these inputs (no machine code yet)."""
         module, _, _ = self._trace(args)
-        return Lowered(lower(module))
+        return Lowered(self._lower_module(module))
 
     def _entry(self, args: tuple) -> _Entry:
         sig = _signature(args)
         entry = self._entries.get(sig)
         if entry is None:
-            from lamina.passes.pipeline import lower
             from lamina.runtime import compile_program
 
             module, captured, tree = self._trace(args)
-            stages = lower(module)
+            stages = self._lower_module(module)
             lowered = Lowered(stages, compile_program(stages.loop, self.name))
             entry = _Entry(lowered, captured, tree)
             self._entries[sig] = entry
