@@ -4,7 +4,8 @@ Groups are exactly the kinds ``docs/contracts.md`` lists (and ``group_kind``
 checks): elementwise DAGs (functions, constants, iota, movement), one
 reduction with its elementwise input DAG and epilogue, one ``dot_general``
 whose operands are group args through ``permute``/``broadcast``, with its
-epilogue, and copies. Every group has one result.
+epilogue, copies, and one ``opaque`` prim alone (a kernel of its own, e.g. a
+sort: its operands and result are materialized). Every group has one result.
 
 The partition is decided by which values are *materialized* (written to a
 buffer as a group result); every other value is computed inside each group
@@ -48,6 +49,7 @@ from lamina.passes.rewrite import (
     is_core,
     is_elementwise,
     is_elementwise_like,
+    is_opaque,
     new_graph_like,
     returned,
 )
@@ -84,6 +86,9 @@ def materialized(ops: list[Op], results: list[Value]) -> set[Value]:
     mat |= {r for op in ops if isinstance(op, Fusion) for r in op.results}
     claimed: set[Op] = set()
     for op in ops:
+        if is_opaque(op):  # a group of its own: its operands and result are buffers
+            mat.add(op.result)
+            mat.update(v for v in op.operands if isinstance(v.owner, Op))
         if is_core(op):
             v = op.result
             while v not in mat:
@@ -198,8 +203,8 @@ def fuse_graph(g: Graph, counter: Iterator[int]) -> Graph:
 
 # -- what a group is -------------------------------------------------------------------------
 def group_kind(f: Op) -> str:
-    """``"copy"``, ``"elementwise"``, ``"reduction"`` or ``"contraction"``; IRError for a group
-    the lowering does not support (see docs/contracts.md)."""
+    """``"copy"``, ``"elementwise"``, ``"reduction"``, ``"contraction"`` or ``"opaque"``;
+    IRError for a group the lowering does not support (see docs/contracts.md)."""
     body = f.regions[0]
     ops = body.ops[:-1]
     out = body.ops[-1].operands
@@ -207,6 +212,13 @@ def group_kind(f: Op) -> str:
         raise f.error(f"group {f.attrs.get('name')} has {len(out)} results; groups have one")
     if out[0] in body.args:
         return "copy"
+    if any(is_opaque(o) for o in ops):
+        if len(ops) != 1 or out[0] is not ops[0].result or any(
+                v not in body.args for v in ops[0].operands):
+            raise f.error(f"group {f.attrs.get('name')}: an opaque prim "
+                          f"({', '.join(o.name for o in ops if is_opaque(o))}) must be alone "
+                          "in its group, on group args")
+        return "opaque"
     cores = [o for o in ops if is_core(o)]
     odd = [o.name for o in ops if not is_core(o) and not is_elementwise_like(o)]
     if odd or len(cores) > 1:

@@ -399,3 +399,8 @@ _RULES: list[tuple[type, Callable[[Evaluator, Op, tuple], Value]]] = [
     (P.Const, _const), (P.Iota, _iota), (P.Broadcast, _broadcast), (P.Permute, _permute),
     (P.Slice, _slice), (P.Reshape, _reshape), (P.Pad, _pad), (P.Concat, _concat),
 ]
+
+
+def register_rule(cls: type, rule: Callable[[Evaluator, Op, tuple], Value]) -> None:
+    """Add the rule of a prim declared in another module (``lower_index``: gather, reverse)."""
+    _RULES.append((cls, rule))

@@ -24,6 +24,7 @@ stride) or None (known at run time); None for an argument, or no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from lamina.ir.core import Block, Graph, IRError, Module, Op, Return, SymbolRef, Value
 from lamina.ir.dialects import loop as L
@@ -122,9 +123,21 @@ def _unique_name(module: Module, name: str) -> str:
     return f"{name}_{k}"
 
 
+# Kernels of groups holding one ``opaque`` prim, by prim name (``lower_index`` fills it):
+# lowering(prim op, fusion op, input buffers, program builder, module) -> output buffer;
+# it adds its kernels to the module and their allocs and calls to the program.
+CUSTOM_KERNELS: dict[str, Callable[[Op, Op, list[Value], KernelBuilder, Module], Value]] = {}
+
+
 def _lower_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module) -> Value:
     """Emit the kernel of one fusion group, and its alloc + call into the program."""
     region = op.regions[0]
+    inner = [o for o in region.ops if o.has("opaque")]
+    if inner:
+        lowering = CUSTOM_KERNELS.get(inner[0].name)
+        if lowering is None:
+            raise IRError(f"lower-loops: no kernel for {inner[0].where()}")
+        return lowering(inner[0], op, inputs, pb, module)
     (result,) = _results(op)
     yielded = region.ops[-1].operands[0]
     name = _unique_name(module, op.attrs["name"])
@@ -276,3 +289,6 @@ def _chunked_vector_nest(evs: list[Evaluator], yielded: Value, out: Value, n: Va
         start = kb.emit("loop.mul", lp.iv, w)
         end = kb.emit("loop.min", kb.emit("loop.add", start, w), n)
         _vector_row(evs, yielded, out, [], start, end)
+
+
+from lamina.passes import lower_index  # noqa: E402, F401  (registers the index prims' kernels)

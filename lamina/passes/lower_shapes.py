@@ -98,6 +98,9 @@ class ShapeSolver:
                 self._same(res, k, x, a)
         elif isinstance(op, P.DotGeneral):
             self._relate_dot(op, res)
+        elif hasattr(op, "size_links"):  # prims declared elsewhere (prim_index) say it
+            for k, axis, res_axis in op.size_links():
+                self._same(res, res_axis, op.operands[k], axis)
         elif isinstance(op, P.Concat):
             axis = op.attrs["axis"]
             for v in op.operands:

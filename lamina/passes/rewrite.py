@@ -23,8 +23,15 @@ def is_elementwise(op: Op) -> bool:
 
 
 def is_elementwise_like(op: Op) -> bool:
-    """What an elementwise fusion group may hold: functions, sources and movement."""
-    return op.has("elementwise") or op.name in MOVEMENT or op.name in SOURCES
+    """What an elementwise fusion group may hold: functions, sources and movement (any prim
+    with the ``movement`` trait: its lowering computes it at an index, e.g. ``gather``)."""
+    return (op.has("elementwise") or op.has("movement") or op.name in MOVEMENT
+            or op.name in SOURCES)
+
+
+def is_opaque(op: Op) -> bool:
+    """A prim with a kernel of its own (a scan, sort, scatter): a group of its own."""
+    return op.has("opaque")
 
 
 def is_core(op: Op) -> bool:

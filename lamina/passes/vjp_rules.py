@@ -475,3 +475,6 @@ def missing_rules() -> list[str]:
     structural = {"prim.fusion", "prim.yield"}
     return sorted(n for n in OPS if n.startswith("prim.") and n not in VJP
                   and n not in structural)
+
+
+from lamina.passes import vjp_index  # noqa: E402, F401  (rules of the index prims)

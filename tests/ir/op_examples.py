@@ -241,3 +241,33 @@ EXAMPLES.update({
     "loop.alloc": _PROGRAM,
     "loop.call": _PROGRAM,
 })
+
+# -- index primitives (lamina.ir.dialects.prim_index) ------------------------------------------
+EXAMPLES.update({
+    "prim.reverse": _func(
+        "%x: tensor<2x?xf32>",
+        ["%0 = prim.reverse %x {axes = [1]} : tensor<2x?xf32>", "return %0"], "tensor<2x?xf32>"),
+    "prim.gather": _func(
+        "%x: tensor<5x?xf32>, %i: tensor<3x4xi64>",
+        ["%0 = prim.gather %x, %i {axis = 0} : tensor<3x4xf32>", "return %0"],
+        "tensor<3x4xf32>"),
+    "prim.scatter_add": _func(
+        "%x: tensor<5x4xf32>, %i: tensor<3x4xi32>, %s: tensor<?x4xf32>",
+        ["%0 = prim.scatter_add %x, %i, %s {axis = 0} : tensor<5x4xf32>", "return %0"],
+        "tensor<5x4xf32>"),
+    "prim.scatter": _func(
+        "%x: tensor<?xi1>, %i: tensor<3xi64>, %s: tensor<3xi1>",
+        ["%0 = prim.scatter %x, %i, %s {axis = 0} : tensor<?xi1>", "return %0"],
+        "tensor<?xi1>"),
+    "prim.cumulative": _func(
+        "%x: tensor<2x?xbf16>",
+        ['%0 = prim.cumulative %x {axis = 1, fn = "prod"} : tensor<2x?xbf16>', "return %0"],
+        "tensor<2x?xbf16>"),
+    "prim.argsort": _func(
+        "%x: tensor<?x3xf16>",
+        ["%0 = prim.argsort %x {axis = 0, descending = true} : tensor<?x3xi64>", "return %0"],
+        "tensor<?x3xi64>"),
+    "prim.compact": _func(
+        "%m: tensor<?xi1>, %n: tensor<?xf32>",
+        ["%0 = prim.compact %m, %n : tensor<?xi64>", "return %0"], "tensor<?xi64>"),
+})

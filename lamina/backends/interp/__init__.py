@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lamina.backends.interp import prim_random_impl  # noqa: F401 - registers its rules
 from lamina.backends.interp.prim_interp import TABLE, run
 
 __all__ = ["TABLE", "run", "run_program"]
@@ -19,3 +20,5 @@ def __getattr__(name: str) -> Any:
 
         return run_program
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+from lamina.backends.interp import prim_index_impl  # noqa: E402, F401 (registers index prims)
