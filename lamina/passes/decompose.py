@@ -141,7 +141,10 @@ def _relu(b: Builder, op: Op, args: list[Value]) -> Value:
     if not (t.dtype.is_float or t.dtype.is_int):
         raise IRError(f"{op.where()}: relu needs a numeric dtype, got {t.dtype} "
                       f"(shape {list(t.shape)})")
-    return b("prim.max", x, splat(b, 0, t.dtype, t.shape))
+    # where(x <= 0, 0, x) rather than max(x, 0): NaN passes through and the
+    # derivative at exactly 0 is 0, both as in PyTorch
+    zero = splat(b, 0, t.dtype, t.shape)
+    return b("prim.where", b("prim.le", x, zero), zero, x)
 
 
 @rule("tensor.cast")

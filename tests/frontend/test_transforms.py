@@ -166,8 +166,6 @@ def test_ties_follow_torch():
 
 
 @needs_torch
-@pytest.mark.xfail(strict=True, reason="decompose writes relu as prim.max(x, 0), whose VJP "
-                   "splits ties: relu'(0) is 0.5 here, 0 in PyTorch")
 def test_relu_at_zero_like_torch():
     x = np.array([-1.0, 0.0, 2.0])
     g = lamina.grad(lambda a: lamina.relu(a).sum())(_t(x))

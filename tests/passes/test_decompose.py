@@ -114,8 +114,9 @@ def test_relu_on_dynamic_shape_broadcasts_a_scalar_zero():
         func @f(%x: tensor<?x?xf32>) -> (tensor<?x?xf32>) {
           %0 = prim.const {dtype = f32, shape = [], value = 0.0} : tensor<f32>
           %1 = prim.broadcast %0 {dims = [], shape = [?, ?]} : tensor<?x?xf32>
-          %2 = prim.max %x, %1 : tensor<?x?xf32>
-          return %2
+          %2 = prim.le %x, %1 : tensor<?x?xi1>
+          %3 = prim.where %2, %1, %x : tensor<?x?xf32>
+          return %3
         }""")
 
 
