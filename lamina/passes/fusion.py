@@ -13,9 +13,10 @@ that needs it:
 
 1. func results are materialized;
 2. a reduction or contraction absorbs the chain of elementwise ops after it
-   while each link is the only user of the previous one and keeps its shape
-   (bias add, relu, ``* 1/n``); the end of that chain is materialized, so no
-   other group ever recomputes a reduction;
+   while each link is the only user of the previous one (or a diamond whose
+   branches meet in one op, like relu's ``where(x <= 0, 0, x)``) and keeps its
+   shape (bias add, relu, ``* 1/n``); the end of that chain is materialized, so
+   no other group ever recomputes a reduction;
 3. a ``dot_general`` operand is materialized unless it is a group arg through
    ``permute``/``broadcast`` only;
 4. an elementwise value needed by several groups is recomputed in each of them
@@ -91,16 +92,13 @@ def materialized(ops: list[Op], results: list[Value]) -> set[Value]:
             mat.update(v for v in op.operands if isinstance(v.owner, Op))
         if is_core(op):
             v = op.result
+            shape = op.result.type.shape
             while v not in mat:
-                us = use.get(v, [])
-                if len(us) != 1:
+                step = _epilogue_step(v, use, claimed, shape)
+                if step is None:
                     break
-                (u,) = us
-                if (not is_elementwise(u) or u in claimed
-                        or u.result.type.shape != op.result.type.shape):
-                    break
-                claimed.add(u)
-                v = u.result
+                members, v = step
+                claimed.update(members)
             mat.add(v)
         if op.has("contraction"):
             for w in op.operands:
@@ -111,6 +109,26 @@ def materialized(ops: list[Op], results: list[Value]) -> set[Value]:
                     mat.add(w)
     _limit_recompute(ops, use, mat)
     return mat
+
+
+def _epilogue_step(v: Value, use: dict[Value, list[Op]], claimed: set[Op],
+                   shape: tuple) -> tuple[list[Op], Value] | None:
+    """The next link of an epilogue after ``v``: its single user, or a small diamond
+    whose users of ``v`` all feed one sink op (``where(x <= 0, 0, x)`` for relu)."""
+    us = use.get(v, [])
+
+    def fits(u: Op) -> bool:
+        return is_elementwise(u) and u not in claimed and u.result.type.shape == shape
+
+    if not us or not all(fits(u) for u in us):
+        return None
+    if len(us) == 1:
+        return us, us[0].result
+    for sink in us:
+        others = [u for u in us if u is not sink]
+        if all(use.get(u.result, []) == [sink] for u in others):
+            return us, sink.result
+    return None
 
 
 def _cost(op: Op) -> int:

@@ -108,7 +108,7 @@ def test_linear_bias_relu_is_one_contraction_group():
     (g,) = groups(after)
     assert [o.name for o in g.regions[0].ops] == [
         "prim.permute", "prim.dot_general", "prim.broadcast", "prim.add", "prim.const",
-        "prim.max", "prim.yield"]
+        "prim.le", "prim.where", "prim.yield"]
     same_results(prim(func(build, *types)), after, rand(5, 7), rand(3, 7, seed=1),
                  rand(3, seed=2))
 
@@ -203,7 +203,7 @@ def test_returned_args_stay_copies_stay_and_everything_else_is_grouped():
     out = run_pipeline(text, "decompose,simplify,fuse")
     filecheck(out, """
         CHECK: %0 = prim.fusion %x {name = "k0"}
-        CHECK: prim.max
+        CHECK: prim.where
         CHECK: %4 = prim.fusion %x {name = "k1"}
         CHECK-NEXT: prim.yield %x_2
         CHECK: return %x, %4, %0

@@ -43,7 +43,7 @@ def test_lower_keeps_every_stage_and_leaves_its_input_alone():
     filecheck(stages.as_text("prim"), """
         CHECK: prim.fusion %a0, %a1 {name = "k0"}
         CHECK: prim.dot_general
-        CHECK: prim.max
+        CHECK: prim.where
     """)
     filecheck(stages.as_text("loop"), """
         CHECK: kernel @k0(
