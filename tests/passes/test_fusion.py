@@ -204,9 +204,9 @@ def test_returned_args_stay_copies_stay_and_everything_else_is_grouped():
     filecheck(out, """
         CHECK: %0 = prim.fusion %x {name = "k0"}
         CHECK: prim.where
-        CHECK: %4 = prim.fusion %x {name = "k1"}
+        CHECK: %5 = prim.fusion %x {name = "k1"}
         CHECK-NEXT: prim.yield %x_2
-        CHECK: return %x, %4, %0
+        CHECK: return %x, %5, %0
     """)
     after = parse(out)
     assert kinds(after) == ["elementwise", "copy"]
