@@ -1,0 +1,840 @@
+"""``nn.functional``: layers, activations and losses as functions of tensors.
+
+Written only against the public tensor API (``import lamina``): every function is a
+short composition of tensor ops, each of which runs a generated kernel and is
+differentiated by the autograd tape. Where a numerically naive formula would
+overflow or produce NaN gradients in a masked-out branch (softplus, elu, bce),
+the operand of the dangerous op is clamped first so both branches stay finite.
+Convolution, pooling and normalisation live in ``functional_conv`` and are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Sequence
+
+import lamina
+from lamina import Tensor
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _inplace(input: Tensor, out: Tensor) -> Tensor:
+    """Write ``out`` into ``input`` (the ``inplace=True`` form of an activation)."""
+    input.copy_(out)
+    return input
+
+
+def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    """PyTorch's deprecated ``size_average``/``reduce`` flags as a ``reduction`` string."""
+    if size_average is None and reduce is None:
+        return reduction
+    warnings.warn("size_average and reduce args will be deprecated, please use "
+                  "reduction='{}' instead.", UserWarning, stacklevel=3)
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if not reduce:
+        return "none"
+    return "mean" if size_average else "sum"
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _warn_size(input: Tensor, target: Tensor) -> None:
+    if target.shape != input.shape:
+        warnings.warn(
+            f"Using a target size ({target.shape}) that is different to the input size "
+            f"({input.shape}). This will likely lead to incorrect results due to "
+            "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=3)
+
+
+def _any(t: Tensor) -> bool:
+    """Whether a bool tensor has a True element (a host sync)."""
+    return t.numel() > 0 and bool(t.amax())
+
+
+def _class_shape(ndim: int, n: int, dim: int = 1) -> list[int]:
+    """The shape that broadcasts a per-class vector of length ``n`` along axis ``dim``."""
+    shape = [1] * ndim
+    shape[dim] = n
+    return shape
+
+
+# -- linear ----------------------------------------------------------------------------
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``input @ weight.T + bias``."""
+    if weight.ndim == 2 and input.ndim >= 1 and input.shape[-1] != weight.shape[1]:
+        rows = input.numel() // input.shape[-1] if input.shape[-1] else 0
+        raise RuntimeError(
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{input.shape[-1]} and "
+            f"{weight.shape[1]}x{weight.shape[0]})"
+        )
+    out = input.matmul(weight.t())
+    return out if bias is None else out + bias
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None
+             ) -> Tensor:
+    """``y[..., o] = input1[..., i] * weight[o, i, j] * input2[..., j] + bias[o]``."""
+    out_f, in1, in2 = weight.shape
+    if input1.shape[-1] != in1 or input2.shape[-1] != in2 or input1.shape[:-1] != input2.shape[:-1]:
+        raise RuntimeError(
+            f"bilinear: input1 {tuple(input1.shape)} and input2 {tuple(input2.shape)} do not "
+            f"match weight {tuple(weight.shape)} (expected (..., {in1}) and (..., {in2}))"
+        )
+    lead = input1.shape[:-1]
+    x1 = input1.reshape(-1, in1)
+    x2 = input2.reshape(-1, in2)
+    # u[n, o, j] = sum_i x1[n, i] w[o, i, j]: one matmul against the (i, o*j) weight view
+    u = x1.matmul(weight.permute(1, 0, 2).reshape(in1, out_f * in2)).reshape(-1, out_f, in2)
+    out = u.matmul(x2.unsqueeze(-1)).reshape(*lead, out_f)
+    return out if bias is None else out + bias
+
+
+# -- activations -----------------------------------------------------------------------
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    out = lamina.relu(input)
+    return _inplace(input, out) if inplace else out
+
+
+def relu_(input: Tensor) -> Tensor:
+    return relu(input, inplace=True)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Tensor:
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    out = input.clamp(min_val, max_val)
+    return _inplace(input, out) if inplace else out
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return hardtanh(input, min_val, max_val, True)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    out = lamina.where(input > 0, input, input * negative_slope)
+    return _inplace(input, out) if inplace else out
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return leaky_relu(input, negative_slope, True)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    # expm1 of min(x, 0): the unselected branch never overflows (no inf * 0 gradients)
+    out = lamina.where(input > 0, input, lamina.expm1(input.clamp(max=0)) * alpha)
+    return _inplace(input, out) if inplace else out
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return elu(input, alpha, True)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    if alpha == 0:
+        raise RuntimeError("ZeroDivisionError: alpha cannot be 0 for CELU")
+    out = lamina.where(input > 0, input, lamina.expm1(input.clamp(max=0) / alpha) * alpha)
+    return _inplace(input, out) if inplace else out
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    out = lamina.where(input > 0, input * _SELU_SCALE,
+                       lamina.expm1(input.clamp(max=0)) * (_SELU_ALPHA * _SELU_SCALE))
+    return _inplace(input, out) if inplace else out
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """``x * Phi(x)`` with the exact erf (``'none'``) or PyTorch's tanh approximation."""
+    if approximate == "none":
+        return input * (lamina.erf(input * (1 / math.sqrt(2))) + 1) * 0.5
+    if approximate == "tanh":
+        inner = (input + input * input * input * 0.044715) * math.sqrt(2 / math.pi)
+        return input * (lamina.tanh(inner) + 1) * 0.5
+    raise RuntimeError(f"approximate argument must be either none or tanh, got {approximate!r}")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    out = input * lamina.sigmoid(input)
+    return _inplace(input, out) if inplace else out
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    out = input * lamina.tanh(softplus(input))
+    return _inplace(input, out) if inplace else out
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return lamina.sigmoid(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    return lamina.tanh(input)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """``log(1 + exp(beta * x)) / beta``, linear where ``beta * x > threshold``."""
+    bx = input * beta if beta != 1 else input
+    soft = lamina.log1p(lamina.exp(bx.clamp(max=threshold)))
+    if beta != 1:
+        soft = soft / beta
+    return lamina.where(bx > threshold, input, soft)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    # log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), finite for every x
+    return input.clamp(max=0) - lamina.log1p(lamina.exp(-input.abs()))
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    out = (input * (1 / 6) + 0.5).clamp(0, 1)
+    return _inplace(input, out) if inplace else out
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    out = input * (input + 3).clamp(0, 6) * (1 / 6)
+    return _inplace(input, out) if inplace else out
+
+
+def softsign(input: Tensor) -> Tensor:
+    return input / (input.abs() + 1)
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    return input - lamina.tanh(input)
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    out = lamina.where(input > threshold, input, value)
+    return _inplace(input, out) if inplace else out
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    return lamina.where(input.abs() > lambd, input, 0.0)
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    if lambd < 0:
+        raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
+    return lamina.where(input > lambd, input - lambd,
+                        lamina.where(input < -lambd, input + lambd, 0.0))
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    w = weight
+    if weight.numel() != 1:
+        if input.ndim < 2 and weight.numel() != input.shape[-1] or (
+                input.ndim >= 2 and weight.numel() != input.shape[1]):
+            raise RuntimeError(
+                f"Mismatch of parameter numbers and input channel size. Found parameter "
+                f"numbers = {weight.numel()} and channel size = "
+                f"{input.shape[1] if input.ndim >= 2 else input.shape[-1]}."
+            )
+        if input.ndim >= 2:
+            w = weight.reshape(_class_shape(input.ndim, weight.numel()))
+    return lamina.where(input > 0, input, input * w)
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    if input.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    n = input.shape[dim]
+    if n % 2:
+        raise RuntimeError(
+            f"Halving dimension must be even, but dimension {dim % input.ndim} is size {n}"
+        )
+    a, b = input.split(n // 2, dim)
+    return a * lamina.sigmoid(b)
+
+
+def _softmax_dim(ndim: int, name: str) -> int:
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
+                  "to include dim=X as an argument.", UserWarning, stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _prepare_softmax(input: Tensor, dim: int | None, dtype: Any, name: str
+                     ) -> tuple[Tensor, int]:
+    if dim is None:
+        dim = _softmax_dim(input.ndim, name)
+    if dtype is not None:
+        input = input.to(dtype)
+    if not input.is_floating_point():
+        raise RuntimeError(f'"{name}_lastdim_kernel_impl" not implemented for '
+                           f"'{input.dtype}'")
+    return input, dim
+
+
+def _shifted(input: Tensor, dim: int) -> Tensor:
+    # the max is a constant shift (softmax is invariant to it), so it needs no gradient
+    if input.ndim == 0:
+        return input - input.detach()
+    return input - input.detach().amax(dim, keepdim=True)
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Tensor:
+    input, dim = _prepare_softmax(input, dim, dtype, "softmax")
+    e = lamina.exp(_shifted(input, dim))
+    return e / (e.sum(dim, keepdim=True) if input.ndim else e)
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Tensor:
+    if dim is None:
+        dim = _softmax_dim(input.ndim, "softmin")
+    return softmax(-(input if dtype is None else input.to(dtype)), dim)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+                dtype: Any = None) -> Tensor:
+    input, dim = _prepare_softmax(input, dim, dtype, "log_softmax")
+    z = _shifted(input, dim)
+    if input.ndim == 0:
+        return z
+    return z - lamina.log(lamina.exp(z).sum(dim, keepdim=True))
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
+              out: Tensor | None = None) -> Tensor:
+    """``input / max(||input||_p along dim, eps)``."""
+    denom = _pnorm(input, p, dim, keepdim=True).clamp(min=eps)
+    res = input / denom
+    return res if out is None else out.copy_(res)
+
+
+def _pnorm(x: Tensor, p: float, dim: Any, keepdim: bool = False) -> Tensor:
+    if p == 2:
+        return (x * x).sum(dim, keepdim=keepdim).sqrt()
+    if p == 1:
+        return x.abs().sum(dim, keepdim=keepdim)
+    if p == math.inf:
+        return x.abs().amax(dim, keepdim=keepdim)
+    if p == -math.inf:
+        return x.abs().amin(dim, keepdim=keepdim)
+    if p == 0:
+        return (x != 0).to(x.dtype).sum(dim, keepdim=keepdim)
+    return (x.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    # PyTorch clamps each norm at eps separately
+    n1 = _pnorm(x1, 2, dim).clamp(min=eps)
+    n2 = _pnorm(x2, 2, dim).clamp(min=eps)
+    return (x1 * x2).sum(dim) / (n1 * n2)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
+                      keepdim: bool = False) -> Tensor:
+    return _pnorm(x1 - x2 + eps, p, -1, keepdim)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    if tensor.dtype != lamina.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if num_classes == -1:
+        num_classes = int(tensor.max()) + 1 if tensor.numel() else 0
+    elif tensor.numel() and (int(tensor.max()) >= num_classes or int(tensor.min()) < 0):
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    classes = lamina.arange(num_classes)
+    return (tensor.unsqueeze(-1) == classes).to(lamina.int64)
+
+
+# -- dropout -----------------------------------------------------------------------------
+
+
+def _check_p(p: float) -> None:
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _dropout_mask(input: Tensor, p: float, shape: Sequence[int]) -> Tensor:
+    """Keep-mask of ``shape`` scaled by 1/(1-p), in ``input``'s dtype."""
+    if p == 1.0:
+        return lamina.zeros(shape, dtype=input.dtype)
+    keep = lamina.rand(shape) >= p
+    return keep.to(input.dtype) * (1.0 / (1.0 - p))
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True,
+            inplace: bool = False) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``."""
+    _check_p(p)
+    if not training or p == 0.0:
+        return input
+    out = input * _dropout_mask(input, p, input.shape)
+    return _inplace(input, out) if inplace else out
+
+
+def _feature_dropout(input: Tensor, p: float, training: bool, inplace: bool, name: str,
+                     batched_ndim: int) -> Tensor:
+    """Drop whole channels: one mask entry per (sample, channel)."""
+    _check_p(p)
+    if input.ndim not in (batched_ndim - 1, batched_ndim):
+        raise RuntimeError(
+            f"{name}: Expected {batched_ndim - 1}D or {batched_ndim}D input, but received a "
+            f"{input.ndim}D input"
+        )
+    if not training or p == 0.0:
+        return input
+    if input.ndim == batched_ndim:
+        shape = list(input.shape[:2]) + [1] * (input.ndim - 2)
+    else:
+        shape = [input.shape[0]] + [1] * (input.ndim - 1)
+    out = input * _dropout_mask(input, p, shape)
+    return _inplace(input, out) if inplace else out
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True,
+              inplace: bool = False) -> Tensor:
+    return _feature_dropout(input, p, training, inplace, "dropout1d", 3)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True,
+              inplace: bool = False) -> Tensor:
+    return _feature_dropout(input, p, training, inplace, "dropout2d", 4)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True,
+              inplace: bool = False) -> Tensor:
+    return _feature_dropout(input, p, training, inplace, "dropout3d", 5)
+
+
+# -- embedding -----------------------------------------------------------------------------
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
+              max_norm: float | None = None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """Rows of ``weight`` selected by the integer tensor ``input``.
+
+    ``padding_idx`` rows get no gradient; ``max_norm`` renormalises, in place, the
+    rows that ``input`` refers to whose norm exceeds it (like PyTorch).
+    """
+    if input.dtype not in (lamina.int64, lamina.int32):
+        raise RuntimeError(
+            "Expected tensor for argument #1 'indices' to have one of the following scalar "
+            f"types: Long, Int; but got {input.type()} instead (while checking arguments for "
+            "embedding)"
+        )
+    if weight.ndim != 2:
+        raise RuntimeError("'weight' must be 2-D")
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
+    num = weight.shape[0]
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise AssertionError("Padding_idx must be within num_embeddings")
+        padding_idx %= num
+    flat = input.reshape(-1)
+    if max_norm is not None:
+        _embedding_renorm_(weight, flat, max_norm, norm_type)
+    out = weight.index_select(0, flat)
+    if padding_idx is not None:
+        # same values, but rows read at padding_idx contribute no gradient to weight
+        pad = (flat == padding_idx).unsqueeze(1)
+        out = lamina.where(pad, out.detach(), out)
+    return out.reshape(*input.shape, weight.shape[1])
+
+
+def _embedding_renorm_(weight: Tensor, idx: Tensor, max_norm: float, norm_type: float) -> None:
+    with lamina.no_grad():
+        rows = weight.index_select(0, idx)
+        norms = _pnorm(rows, norm_type, 1, keepdim=True)
+        scale = lamina.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
+        weight[idx] = rows * scale
+
+
+# -- losses --------------------------------------------------------------------------------
+
+
+def _weighted(loss: Tensor, weight: Tensor | None) -> Tensor:
+    return loss if weight is None else loss * weight
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+             reduce: bool | None = None, reduction: str = "mean",
+             weight: Tensor | None = None) -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    _warn_size(input, target)
+    d = input - target
+    return _reduce(_weighted(d * d, weight), reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+            reduce: bool | None = None, reduction: str = "mean",
+            weight: Tensor | None = None) -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    _warn_size(input, target)
+    return _reduce(_weighted((input - target).abs(), weight), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+                   reduce: bool | None = None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    _warn_size(input, target)
+    a = (input - target).abs()
+    if beta == 0:
+        return _reduce(a, reduction)
+    loss = lamina.where(a < beta, a * a * (0.5 / beta), a - 0.5 * beta)
+    return _reduce(loss, reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    _check_reduction(reduction)
+    if delta <= 0:
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    _warn_size(input, target)
+    a = (input - target).abs()
+    loss = lamina.where(a < delta, a * a * 0.5, (a - 0.5 * delta) * delta)
+    return _reduce(_weighted(loss, weight), reduction)
+
+
+def _check_targets(target: Tensor, n_classes: int, ignore_index: int) -> None:
+    """PyTorch's bounds check of class indices (a host sync, like PyTorch's CPU kernel)."""
+    if target.numel() == 0:
+        return
+    bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
+    if _any(bad):
+        value = int(lamina.where(bad, target, 0).abs().amax())
+        raise IndexError(f"Target {value} is out of bounds.")
+
+
+def _nll_checks(input: Tensor, target: Tensor, weight: Tensor | None) -> None:
+    if input.ndim < 1:
+        raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
+    if target.dtype not in (lamina.int64, lamina.int8):
+        raise RuntimeError(
+            f"expected target dtype to be Long or Byte, but got {target.dtype.name.capitalize()}"
+        )
+    if input.ndim == 1:
+        if target.ndim != 0:
+            raise RuntimeError(
+                f"1D target tensor expects 0D target, but got target of size "
+                f"{list(target.shape)}"
+            )
+    elif target.ndim == 0 or target.shape[0] != input.shape[0]:
+        raise ValueError(
+            f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
+            f"({target.shape[0] if target.ndim else 0})."
+        )
+    elif tuple(target.shape[1:]) != tuple(input.shape[2:]):
+        raise RuntimeError(
+            f"Expected target size {[input.shape[0], *input.shape[2:]]}, got "
+            f"{list(target.shape)}"
+        )
+    n_classes = input.shape[0 if input.ndim == 1 else 1]
+    if weight is not None and (weight.ndim != 1 or weight.numel() != n_classes):
+        raise RuntimeError(
+            f"weight tensor should be defined either for all {n_classes} classes or no classes "
+            f"but got weight tensor of shape: {list(weight.shape)}"
+        )
+
+
+class _Picked:
+    """Class-index selection along the class axis through a mask (target == class), so a
+    pick is one compare + where + sum and needs no gather; ignored targets select nothing.
+    """
+
+    def __init__(self, input: Tensor, target: Tensor, ignore_index: int):
+        self.cdim = 0 if input.ndim == 1 else 1
+        self.n_classes = input.shape[self.cdim]
+        self.dtype = input.dtype
+        _check_targets(target, self.n_classes, ignore_index)
+        self.class_shape = _class_shape(input.ndim, self.n_classes, self.cdim)
+        classes = lamina.arange(self.n_classes).reshape(self.class_shape)
+        self.hit = target.unsqueeze(self.cdim) == classes
+        self.valid = target != ignore_index
+
+    def pick(self, x: Tensor) -> Tensor:
+        return lamina.where(self.hit, x, 0.0).sum(self.cdim)
+
+    def weights(self, weight: Tensor | None) -> Tensor:
+        """The weight of each sample's class (0 where the target is ignored)."""
+        if weight is None:
+            return self.valid.to(self.dtype)
+        w = self.pick(weight.to(self.dtype).reshape(self.class_shape))
+        return lamina.where(self.valid, w, 0.0)
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+             size_average: bool | None = None, ignore_index: int = -100,
+             reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    """Negative log likelihood of class indices ``target`` under log-probabilities ``input``
+    of shape (C,), (N, C) or (N, C, d1, ...)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    _nll_checks(input, target, weight)
+    sel = _Picked(input, target, ignore_index)
+    w = sel.weights(weight)
+    loss = -sel.pick(input) * w
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / w.sum()
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  size_average: bool | None = None, ignore_index: int = -100,
+                  reduce: bool | None = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """``nll_loss(log_softmax(input, 1), target)`` for class indices, or the soft-label
+    cross entropy when ``target`` holds class probabilities (same shape as ``input``)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise RuntimeError(
+            f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}"
+        )
+    if input.ndim < 1:
+        raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
+    cdim = 0 if input.ndim == 1 else 1
+    logp = log_softmax(input, cdim)
+    if target.shape == input.shape and target.is_floating_point():
+        return _soft_cross_entropy(logp, target, weight, reduction, label_smoothing, cdim)
+    _nll_checks(input, target, weight)
+    sel = _Picked(input, target, ignore_index)
+    w = sel.weights(weight)
+    loss = -sel.pick(logp) * w
+    if label_smoothing > 0.0:
+        # the smoothing term: -sum_c w_c log p_c per sample, over all classes
+        wc = logp if weight is None else logp * weight.reshape(sel.class_shape)
+        smooth = lamina.where(sel.valid, -wc.sum(cdim), 0.0)
+        loss = loss * (1 - label_smoothing) + smooth * (label_smoothing / sel.n_classes)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / w.sum()
+
+
+def _soft_cross_entropy(logp: Tensor, target: Tensor, weight: Tensor | None, reduction: str,
+                        label_smoothing: float, cdim: int) -> Tensor:
+    n_classes = logp.shape[cdim]
+    if label_smoothing > 0:
+        target = target * (1 - label_smoothing) + label_smoothing / n_classes
+    prod = logp * target
+    if weight is not None:
+        prod = prod * weight.reshape(_class_shape(logp.ndim, n_classes, cdim))
+    loss = -prod.sum(cdim)
+    if reduction == "mean":  # PyTorch divides by the number of samples, not by weights
+        return loss.sum() / (logp.numel() // n_classes if n_classes else 0)
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         size_average: bool | None = None, reduce: bool | None = None,
+                         reduction: str = "mean") -> Tensor:
+    """``-w (t log x + (1 - t) log(1 - x))`` with each log clamped at -100 like PyTorch."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if target.shape != input.shape:
+        raise ValueError(
+            f"Using a target size ({target.shape}) that is different to the input size "
+            f"({input.shape}) is deprecated. Please ensure they have the same size."
+        )
+    if _any((input < 0) | (input > 1)):
+        raise RuntimeError("all elements of input should be between 0 and 1")
+    log_x = lamina.log(input).clamp(min=-100)
+    log_1mx = lamina.log1p(-input).clamp(min=-100)
+    loss = -(target * (log_x - log_1mx) + log_1mx)
+    return _reduce(_weighted(loss, weight), reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
+                                     weight: Tensor | None = None,
+                                     size_average: bool | None = None,
+                                     reduce: bool | None = None, reduction: str = "mean",
+                                     pos_weight: Tensor | None = None) -> Tensor:
+    """``-w (p t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))`` in the stable form
+    ``(1 - t) x + (1 + (p - 1) t) softplus(-x)``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if target.shape != input.shape:
+        raise ValueError(
+            f"Target size ({target.shape}) must be the same as input size ({input.shape})"
+        )
+    # softplus(-x) = max(-x, 0) + log1p(exp(-|x|)): never overflows
+    sp = (-input).clamp(min=0) + lamina.log1p(lamina.exp(-input.abs()))
+    if pos_weight is None:
+        loss = (1 - target) * input + sp
+    else:
+        loss = (1 - target) * input + ((pos_weight - 1) * target + 1) * sp
+    return _reduce(_weighted(loss, weight), reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None,
+           reduce: bool | None = None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """``target * (log(target) - input)`` pointwise (0 where target is 0)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if reduction not in ("mean", "sum", "none", "batchmean"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if reduction == "mean":
+        warnings.warn(
+            "reduction: 'mean' divides the total loss by both the batch size and the support "
+            "size.'batchmean' divides only by the batch size, and aligns with the KL div math "
+            "definition.'mean' will be changed to behave the same as 'batchmean' in the next "
+            "major release.", UserWarning, stacklevel=2)
+    if log_target:
+        loss = lamina.exp(target) * (target - input)
+    else:
+        # xlogy(t, t): t * log(t), defined as 0 at t == 0
+        tlogt = lamina.where(target > 0, target * lamina.log(target), 0.0)
+        loss = tlogt - target * input
+    if reduction == "batchmean":
+        return loss.sum() / input.shape[0] if input.ndim else loss.sum()
+    return _reduce(loss, reduction)
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                          size_average: bool | None = None, reduce: bool | None = None,
+                          reduction: str = "mean") -> Tensor:
+    """``1 - cos(x1, x2)`` where target is 1, ``max(0, cos - margin)`` where it is -1."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if input1.ndim not in (1, 2) or input1.shape != input2.shape:
+        raise RuntimeError(
+            f"cosine_embedding_loss: expected input1 and input2 of equal 1D or 2D shape, got "
+            f"{tuple(input1.shape)} and {tuple(input2.shape)}"
+        )
+    if target.ndim != input1.ndim - 1:
+        raise RuntimeError(
+            f"{input1.ndim - 1}D target tensor expects {input1.ndim}D input tensors, but found "
+            f"inputs with sizes {list(input1.shape)} and {list(input2.shape)}."
+        )
+    eps = 1e-12
+    dot = (input1 * input2).sum(-1)
+    mag = ((input1 * input1).sum(-1) + eps) * ((input2 * input2).sum(-1) + eps)
+    cos = dot / mag.sqrt()
+    loss = (lamina.where(target == 1, 1 - cos, 0.0)
+            + lamina.where(target == -1, (cos - margin).clamp(min=0), 0.0))
+    return _reduce(loss, reduction)
+
+
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                        size_average: bool | None = None, reduce: bool | None = None,
+                        reduction: str = "mean") -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    return _reduce((-target * (input1 - input2) + margin).clamp(min=0), reduction)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,
+                         size_average: bool | None = None, reduce: bool | None = None,
+                         reduction: str = "mean") -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    loss = (lamina.where(target == 1, input, 0.0)
+            + lamina.where(target == -1, (margin - input).clamp(min=0), 0.0))
+    return _reduce(loss, reduction)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+                     reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    return _reduce(softplus(-target * input), reduction)
+
+
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
+                     size_average: bool | None = None, eps: float = 1e-8,
+                     reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if log_input:
+        loss = lamina.exp(input) - target * input
+    else:
+        loss = input - target * lamina.log(input + eps)
+    if full:
+        # Stirling's term, only where target > 1
+        stirling = (target * lamina.log(target.clamp(min=1)) - target
+                    + lamina.log(target.clamp(min=1) * (2 * math.pi)) * 0.5)
+        loss = loss + lamina.where(target > 1, stirling, 0.0)
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean") -> Tensor:
+    _check_reduction(reduction)
+    if not isinstance(var, Tensor):
+        var = lamina.full(input.shape, float(var), dtype=input.dtype)
+    elif var.shape != input.shape:
+        if var.shape == input.shape[:-1]:  # one variance per sample, last axis omitted
+            var = var.unsqueeze(-1)
+        elif not (var.shape[:-1] == input.shape[:-1] and var.shape[-1:] == (1,)):
+            raise ValueError("var is of incorrect size")
+    if _any(var < 0):
+        raise ValueError("var has negative entry/entries")
+    # PyTorch clamps a copy of var under no_grad: the gradient passes as if unclamped
+    var = var + (var.detach().clamp(min=eps) - var.detach())
+    loss = (lamina.log(var) + (input - target) ** 2 / var) * 0.5
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0,
+                        p: float = 2, eps: float = 1e-6, swap: bool = False,
+                        size_average: bool | None = None, reduce: bool | None = None,
+                        reduction: str = "mean") -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = lamina.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
+    return _reduce((d_pos - d_neg + margin).clamp(min=0), reduction)
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                size_average: bool | None = None, reduce: bool | None = None,
+                                reduction: str = "mean") -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    loss = -(target * logsigmoid(input) + (1 - target) * logsigmoid(-input))
+    loss = _weighted(loss, weight).sum(-1) / input.shape[-1]
+    return _reduce(loss, reduction)
+
+
+# convolution, pooling, normalisation and resampling (another engineer's module)
+try:
+    from lamina.nn.functional_conv import *  # noqa: E402, F403
+except ImportError:
+    pass
