@@ -4,6 +4,15 @@
 Lamina generated (LLVM IR through llvmlite), cached in memory and on disk.
 """
 
+from lamina import autograd
+from lamina.autograd import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from lamina.frontend import methods as _methods  # noqa: F401 - binds Tensor methods
 from lamina.frontend.compile import compile
 from lamina.frontend.device import device

@@ -6,6 +6,7 @@ from typing import Any
 
 from lamina.frontend import dtypes as dt
 from lamina.frontend import (
+    inplace,
     ops,
     ops_creation,
     ops_index,
@@ -18,7 +19,7 @@ from lamina.frontend import (
 from lamina.frontend.tensor import Tensor
 
 # Modules that add functions and methods for the full Tensor API.
-EXTRA_MODULES = (ops_creation, ops_index, ops_linalg, ops_math, ops_reduce, ops_shape)
+EXTRA_MODULES = (ops_creation, ops_index, ops_linalg, ops_math, ops_reduce, ops_shape, inplace)
 
 
 def _rev(fn):

@@ -668,7 +668,12 @@ def empty(*size: Any, dtype: dt.dtype | None = None, device: Any = None,
 
     check_device(device, "empty")
     dtype = dtype or dt.default_float
-    return Tensor._wrap(_alloc(_shape_arg(size, "empty"), dtype), dtype)
+    return _leaf(Tensor._wrap(_alloc(_shape_arg(size, "empty"), dtype), dtype), requires_grad)
+
+
+def _leaf(t: Tensor, requires_grad: bool) -> Tensor:
+    """A created tensor, made a leaf that requires grad when asked."""
+    return t.requires_grad_() if requires_grad else t
 
 
 def full(size: Sequence[int], fill_value: Any, *, dtype: dt.dtype | None = None,
@@ -683,39 +688,43 @@ def full(size: Sequence[int], fill_value: Any, *, dtype: dt.dtype | None = None,
         return dispatch.apply("full", lambda b: b("tensor.full", value=fill_value, shape=shape,
                                                   dtype=dtype.ir), (), lambda: None)
     if 0 in shape:
-        return Tensor._wrap(_alloc(shape, dtype), dtype)
-    return _elementwise(("fill", dtype.name), "tensor.copy", (fill_value,), dtype, dtype,
-                        shape=shape)
+        return _leaf(Tensor._wrap(_alloc(shape, dtype), dtype), requires_grad)
+    return _leaf(_elementwise(("fill", dtype.name), "tensor.copy", (fill_value,), dtype, dtype,
+                              shape=shape), requires_grad)
 
 
 def zeros(*size: Any, dtype: dt.dtype | None = None, device: Any = None,
           requires_grad: bool = False) -> Tensor:
     dtype = dtype or dt.default_float
     return full(_shape_arg(size, "zeros"), False if dtype is dt.bool_ else 0, dtype=dtype,
-                device=device)
+                device=device, requires_grad=requires_grad)
 
 
 def ones(*size: Any, dtype: dt.dtype | None = None, device: Any = None,
          requires_grad: bool = False) -> Tensor:
     dtype = dtype or dt.default_float
     return full(_shape_arg(size, "ones"), True if dtype is dt.bool_ else 1, dtype=dtype,
-                device=device)
+                device=device, requires_grad=requires_grad)
 
 
-def zeros_like(x: Tensor, *, dtype: dt.dtype | None = None) -> Tensor:
-    return zeros(x.shape, dtype=dtype or x.dtype)
+def zeros_like(x: Tensor, *, dtype: dt.dtype | None = None, requires_grad: bool = False
+               ) -> Tensor:
+    return zeros(x.shape, dtype=dtype or x.dtype, requires_grad=requires_grad)
 
 
-def ones_like(x: Tensor, *, dtype: dt.dtype | None = None) -> Tensor:
-    return ones(x.shape, dtype=dtype or x.dtype)
+def ones_like(x: Tensor, *, dtype: dt.dtype | None = None, requires_grad: bool = False
+              ) -> Tensor:
+    return ones(x.shape, dtype=dtype or x.dtype, requires_grad=requires_grad)
 
 
-def full_like(x: Tensor, fill_value: Any, *, dtype: dt.dtype | None = None) -> Tensor:
-    return full(x.shape, fill_value, dtype=dtype or x.dtype)
+def full_like(x: Tensor, fill_value: Any, *, dtype: dt.dtype | None = None,
+              requires_grad: bool = False) -> Tensor:
+    return full(x.shape, fill_value, dtype=dtype or x.dtype, requires_grad=requires_grad)
 
 
-def empty_like(x: Tensor, *, dtype: dt.dtype | None = None) -> Tensor:
-    return empty(x.shape, dtype=dtype or x.dtype)
+def empty_like(x: Tensor, *, dtype: dt.dtype | None = None, requires_grad: bool = False
+               ) -> Tensor:
+    return empty(x.shape, dtype=dtype or x.dtype, requires_grad=requires_grad)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: dt.dtype | None = None,
@@ -737,7 +746,7 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: dt.dtype | None
     a = _alloc((n,), dtype)
     if n:
         a[...] = np.arange(n, dtype=np.float64 if dtype.category == 2 else np.int64) * step + start
-    return Tensor._wrap(a, dtype)
+    return _leaf(Tensor._wrap(a, dtype), requires_grad)
 
 
 def tensor(data: Any, *, dtype: dt.dtype | None = None, device: Any = None,
@@ -768,7 +777,7 @@ def tensor(data: Any, *, dtype: dt.dtype | None = None, device: Any = None,
         out[...] = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)
     else:
         out[...] = arr
-    return Tensor._wrap(out, dtype)
+    return _leaf(Tensor._wrap(out, dtype), requires_grad)
 
 
 def from_numpy(a: np.ndarray) -> Tensor:

@@ -8,7 +8,9 @@ which runs generated kernels.
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+import weakref
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,7 +34,7 @@ class Size(tuple):
 class Tensor:
     """A tensor with PyTorch's API. Concrete (``_a`` is a numpy view) or symbolic."""
 
-    __slots__ = ("_a", "_dtype", "_shape", "_value", "_trace", "__weakref__")
+    __slots__ = ("_a", "_dtype", "_shape", "_value", "_trace", "_ag", "__weakref__")
 
     def __init__(self, *args: Any, **kwargs: Any):
         raise TypeError("use lamina.tensor(...), lamina.empty(...) or another factory")
@@ -45,6 +47,7 @@ class Tensor:
         t._shape = a.shape
         t._value = None
         t._trace = None
+        t._ag = None
         return t
 
     @classmethod
@@ -55,6 +58,7 @@ class Tensor:
         t._shape = tuple(value.type.shape)
         t._value = value
         t._trace = trace
+        t._ag = None
         return t
 
     # -- metadata -------------------------------------------------------------
@@ -181,10 +185,194 @@ class Tensor:
     def __hash__(self) -> int:
         return id(self)
 
+    # -- autograd (the tape itself lives in lamina.autograd) ----------------------------
+    @property
+    def requires_grad(self) -> bool:
+        ag = self._ag
+        return ag is not None and ag.requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        ag = self._ag
+        if ag is not None and ag.grad_fn is not None:
+            hint = "" if flag else (
+                " If you want to use a computed variable in a subgraph that doesn't require "
+                "differentiation use var_no_grad = var.detach().")
+            raise RuntimeError(f"you can only change requires_grad flags of leaf variables.{hint}")
+        flag = bool(flag)
+        if flag and not self._dtype.is_floating_point:
+            raise RuntimeError("only Tensors of floating point and complex dtype can require "
+                               "gradients")
+        if flag and ag is not None and ag.inference:
+            from lamina.autograd.grad_mode import is_inference_mode_enabled
+
+            if not is_inference_mode_enabled():
+                raise RuntimeError("Setting requires_grad=True on inference tensor outside "
+                                   "InferenceMode is not allowed.")
+        if ag is None:
+            if not flag:
+                return
+            ag = self._ag = AutogradMeta()
+        ag.requires_grad = flag
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def grad(self) -> Tensor | None:
+        ag = self._ag
+        if ag is None:
+            return None
+        if ag.grad_fn is not None and not ag.retains_grad and ag.grad is None:
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. "
+                "Its .grad attribute won't be populated during autograd.backward(). If you "
+                "indeed want the .grad field to be populated for a non-leaf Tensor, use "
+                ".retain_grad() on the non-leaf Tensor.", UserWarning, stacklevel=2)
+        return ag.grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad "
+                                f"of type {type(value).__name__}")
+            if value._dtype is not self._dtype:
+                raise RuntimeError("assigned grad has data of a different type")
+            if value._shape != self._shape:
+                raise RuntimeError("assigned grad has data of a different size")
+        if self._ag is None:
+            if value is None:
+                return
+            self._ag = AutogradMeta()
+        self._ag.grad = value
+
+    @property
+    def grad_fn(self) -> Any:
+        ag = self._ag
+        return None if ag is None else ag.grad_fn
+
+    @property
+    def is_leaf(self) -> bool:
+        ag = self._ag
+        return ag is None or ag.grad_fn is None
+
+    @property
+    def retains_grad(self) -> bool:
+        ag = self._ag
+        return ag is not None and ag.grad_fn is not None and ag.retains_grad
+
+    @property
+    def output_nr(self) -> int:
+        ag = self._ag
+        return 0 if ag is None else ag.output_nr
+
+    @property
+    def _version(self) -> int:
+        return 0 if self._a is None else storage_version(self._a)
+
+    def is_inference(self) -> bool:
+        ag = self._ag
+        return ag is not None and ag.inference
+
+    def detach(self) -> Tensor:
+        """A new tensor sharing storage (and version counter) that is not in any graph."""
+        if self._a is None:
+            t = Tensor._symbolic(self._value, self._trace)
+        else:
+            t = Tensor._wrap(self._a, self._dtype)
+        if self.is_inference():
+            t._ag = AutogradMeta(inference=True)
+        return t
+
+    def detach_(self) -> Tensor:
+        """Make this tensor a leaf that does not require grad."""
+        ag = self._ag
+        if ag is not None:
+            ag.grad_fn = None
+            ag.output_nr = 0
+            ag.requires_grad = False
+        return self
+
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
+        """Accumulate the gradient of this tensor into the ``.grad`` of graph leaves."""
+        from lamina.autograd import backward
+
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Any:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; it may return a
+        replacement. Returns a handle whose ``remove()`` unregisters it."""
+        from lamina.autograd.graph import register_tensor_hook
+
+        return register_tensor_hook(self, hook)
+
+    def retain_grad(self) -> None:
+        """Populate ``.grad`` of this non-leaf tensor during backward."""
+        from lamina.autograd.graph import retain_grad
+
+        retain_grad(self)
+
     def __repr__(self) -> str:
         from lamina.frontend.printing import tensor_repr
 
         return tensor_repr(self)
+
+
+class AutogradMeta:
+    """A tensor's place in the autograd graph (``None`` on tensors that never had one)."""
+
+    __slots__ = ("requires_grad", "grad", "grad_fn", "output_nr", "retains_grad", "hooks",
+                 "accumulator", "inference", "is_view")
+
+    def __init__(self, requires_grad: bool = False, grad_fn: Any = None, output_nr: int = 0,
+                 inference: bool = False):
+        self.requires_grad = requires_grad
+        self.grad: Tensor | None = None
+        self.grad_fn = grad_fn
+        self.output_nr = output_nr
+        self.retains_grad = False
+        self.hooks: list[Callable] | None = None  # a leaf's hooks (non-leaf: on its grad_fn)
+        self.accumulator: weakref.ref | None = None  # the leaf's AccumulateGrad node
+        self.inference = inference
+        self.is_view = False  # shares storage with an input of its grad_fn
+
+
+# -- version counters: one per storage, shared by every view of it -----------------------
+# Keyed by the id of the object owning the memory (the end of the ``.base`` chain),
+# created on the first in-place write; an absent entry is version 0.
+_versions: dict[int, list] = {}
+
+
+def storage_owner(a: np.ndarray) -> Any:
+    """The object that owns ``a``'s memory: views of one storage share it."""
+    o: Any = a
+    b = a.base
+    while b is not None:
+        o = b
+        b = getattr(o, "base", None)
+    return o
+
+
+def storage_version(a: np.ndarray) -> int:
+    """How many in-place writes the storage under ``a`` has seen."""
+    e = _versions.get(id(storage_owner(a)))
+    return 0 if e is None else e[0]
+
+
+def bump_version(a: np.ndarray) -> None:
+    """Record an in-place write to the storage under ``a``."""
+    o = storage_owner(a)
+    e = _versions.get(id(o))
+    if e is None:
+        e = _versions[id(o)] = [0, None]
+        try:
+            weakref.finalize(o, _versions.pop, id(o), None)
+        except TypeError:
+            e[1] = o  # an owner without weak references stays alive: its id stays unique
+    e[0] += 1
 
 
 def _dim(d: int, ndim: int, what: str) -> int:

@@ -252,4 +252,6 @@ def getitem(x: Tensor, key: Any) -> Tensor:
             v = b("tensor.reshape", v, shape=out_shape)
         return v
 
-    return dispatch.apply("getitem", build, (x,), lambda: Tensor._wrap(x._a[items], x._dtype))
+    # the trailing ... keeps an all-int index a 0-d view (numpy would return a scalar copy)
+    return dispatch.apply("getitem", build, (x,),
+                          lambda: Tensor._wrap(x._a[items + (...,)], x._dtype))
