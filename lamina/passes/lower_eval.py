@@ -404,3 +404,6 @@ _RULES: list[tuple[type, Callable[[Evaluator, Op, tuple], Value]]] = [
 def register_rule(cls: type, rule: Callable[[Evaluator, Op, tuple], Value]) -> None:
     """Add the rule of a prim declared in another module (``lower_index``: gather, reverse)."""
     _RULES.append((cls, rule))
+
+
+from lamina.passes import lower_random  # noqa: E402, F401  (registers the positional prims)

@@ -271,3 +271,15 @@ EXAMPLES.update({
         "%m: tensor<?xi1>, %n: tensor<?xf32>",
         ["%0 = prim.compact %m, %n : tensor<?xi64>", "return %0"], "tensor<?xi64>"),
 })
+
+# -- positional sources (lamina.ir.dialects.prim_random) ---------------------------------------
+EXAMPLES.update({
+    "prim.random_bits": _func(
+        "%k: tensor<2x?xi64>, %o: tensor<2x?xi64>",
+        ["%0 = prim.random_bits %k, %o {stride = 2, word = 1} : tensor<2x?xi64>", "return %0"],
+        "tensor<2x?xi64>"),
+    "prim.iota_like": _func(
+        "%x: tensor<?x3xf16>",
+        ["%0 = prim.iota_like %x {dim = 1, dtype = i32} : tensor<?x3xi32>", "return %0"],
+        "tensor<?x3xi32>"),
+})
