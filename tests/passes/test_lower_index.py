@@ -187,16 +187,15 @@ def test_reverse_and_gather(shape, dtype, data):
     got = check_group([T(shape, dtype)], lambda b, v: b("prim.reverse", v, axes=axes), [x])
     np.testing.assert_array_equal(got, np.flip(x, axes))
     axis = data.draw(st.integers(0, rank - 1))
-    ishape = list(shape)
-    ishape[axis] = data.draw(st.integers(0, 4))
-    if shape[axis] == 0:
-        ishape[axis] = 0
+    ishape = [data.draw(st.integers(0, d)) for d in shape]  # no larger off the axis
+    ishape[axis] = data.draw(st.integers(0, 4)) if shape[axis] else 0
     ind = rng.integers(0, max(shape[axis], 1), ishape).astype(
         data.draw(st.sampled_from([np.int64, np.int32])))
     x = strided_view(rng, x, data.draw(st.sampled_from(["plain", "step", "t"])))
     got = check_group([T(shape, dtype), T(ishape, ind.dtype.name.replace("int", "i"))],
                       lambda b, v, i: b("prim.gather", v, i, axis=axis), [x, ind])
-    np.testing.assert_array_equal(got, np.take_along_axis(x, ind, axis))
+    part = x[tuple(slice(None) if a == axis else slice(0, n) for a, n in enumerate(ishape))]
+    np.testing.assert_array_equal(got, np.take_along_axis(part, ind, axis))
 
 
 @settings(max_examples=40, deadline=None)
@@ -206,7 +205,7 @@ def test_scatters(shape, dtype, add, data):
         dtype = "i32"
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     axis = data.draw(st.integers(0, len(shape) - 1))
-    ishape = list(shape)
+    ishape = [data.draw(st.integers(0, d)) for d in shape]  # no larger off the axis
     ishape[axis] = data.draw(st.integers(0, 6)) if shape[axis] else 0
     base = random_values(rng, shape, dtype)
     src = random_values(rng, tuple(ishape), dtype)
@@ -219,7 +218,7 @@ def test_scatters(shape, dtype, add, data):
                       lambda b, x, i, s: b(name, x, i, s, axis=axis), [base, ind, src])
     if dtype not in ("bf16", "i1") and add:
         want = base.copy()
-        grid = np.indices(ind.shape)
+        grid = np.indices(ind.shape, sparse=True)
         coords = [grid[a] if a != axis else ind for a in range(len(shape))]
         np.add.at(want, tuple(coords), src)
         np.testing.assert_allclose(got, want, rtol=1e-2 if dtype == "f16" else 1e-5)
@@ -396,5 +395,5 @@ def test_shape_rules_name_the_op():
              T((3,), i32))
     with pytest.raises(IRError, match="prim.cumulative: fn must be one of"):
         func(lambda b, v: b("prim.cumulative", v, axis=0, fn="mean"), T((3,)))
-    with pytest.raises(IRError, match="operand shapes differ"):
+    with pytest.raises(IRError, match="larger than the operand"):
         func(lambda b, v, i: b("prim.gather", v, i, axis=0), T((3, 2)), T((3, 4), i64))

@@ -24,8 +24,8 @@ def _check_range(c: Call, index: np.ndarray, size: int, *arrays: np.ndarray) -> 
 
 def _check_other_axes(c: Call, x: np.ndarray, index: np.ndarray, *arrays: np.ndarray) -> None:
     axis = c.attrs["axis"]
-    if any(a != b for k, (a, b) in enumerate(zip(x.shape, index.shape)) if k != axis):
-        raise c.error("index sizes differ from the operand's off the axis", *arrays)
+    if any(b > a for k, (a, b) in enumerate(zip(x.shape, index.shape)) if k != axis):
+        raise c.error("index is larger than the operand off the axis", *arrays)
 
 
 def _reverse(c: Call, x: np.ndarray) -> np.ndarray:
@@ -36,7 +36,8 @@ def _gather(c: Call, x: np.ndarray, index: np.ndarray) -> np.ndarray:
     axis = c.attrs["axis"]
     _check_other_axes(c, x, index, x, index)
     _check_range(c, index, x.shape[axis], x, index)
-    return np.take_along_axis(x, index.astype(np.int64), axis)
+    part = x[tuple(slice(None) if a == axis else slice(0, n) for a, n in enumerate(index.shape))]
+    return np.take_along_axis(part, index.astype(np.int64), axis)
 
 
 def _scatter(add: bool):

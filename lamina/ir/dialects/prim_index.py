@@ -42,19 +42,14 @@ def _axis(attrs: dict, rank: int, what: str) -> int:
     return axis
 
 
-def _same_but_axis(x: TensorType, index: TensorType, axis: int, what: str
-                   ) -> tuple[int | None, ...]:
-    """The index's shape, checked against ``x`` on every axis but ``axis``."""
+def _fits_but_axis(x: TensorType, index: TensorType, axis: int, what: str) -> None:
+    """The index has ``x``'s rank and is no larger than ``x`` on any axis but ``axis``."""
     if index.rank != x.rank:
         raise IRError(f"{what}: index rank {index.rank} differs from operand rank {x.rank} "
                       f"({index} vs {x})")
-    out = []
     for a, (d, e) in enumerate(zip(x.shape, index.shape)):
-        if a == axis:
-            out.append(e)
-        else:
-            out.append(merge_dims([(d,), (e,)], f"{what} of {x} and index {index}")[0])
-    return tuple(out)
+        if a != axis and d is not None and e is not None and e > d:
+            raise IRError(f"{what}: index {index} is larger than the operand {x} on axis {a}")
 
 
 def _same_shape(op, k: int) -> list[tuple[int, int, int]]:
@@ -85,8 +80,8 @@ class Reverse(Prim):
 class Gather(Prim):
     """Take along ``axis``: out[..., i, ...] = x[..., index[..., i, ...], ...].
 
-    ``index`` has ``x``'s rank and sizes on every other axis; the result has the
-    index's shape and ``x``'s dtype (``torch.gather`` on a slice of ``x``).
+    ``index`` has ``x``'s rank and is no larger on the other axes; the result has
+    the index's shape and ``x``'s dtype (``torch.gather``).
     """
 
     name = "prim.gather"
@@ -99,12 +94,11 @@ class Gather(Prim):
         x = _tensor(operand_types[0], cls.name)
         index = _index_tensor(operand_types[1], cls.name)
         axis = _axis(attrs, x.rank, cls.name)
-        return [TensorType(_same_but_axis(x, index, axis, cls.name), x.dtype)]
+        _fits_but_axis(x, index, axis, cls.name)
+        return [TensorType(index.shape, x.dtype)]
 
     def size_links(self) -> list[tuple[int, int, int]]:
-        axis = self.attrs["axis"]
-        return _same_shape(self, 1) + [(0, a, a) for a in range(self.result.type.rank)
-                                       if a != axis]
+        return _same_shape(self, 1)
 
 
 class _Scatter(Prim):
@@ -122,8 +116,8 @@ class _Scatter(Prim):
             raise IRError(f"{cls.name}: src dtype {src.dtype} differs from {base.dtype}")
         if cls.name == "prim.scatter_add" and base.dtype.is_bool:
             raise IRError(f"{cls.name}: cannot add i1 values")
-        shape = _same_but_axis(base, index, axis, cls.name)
-        merge_dims([shape, src.shape], f"{cls.name}: index {index} and src {src}")
+        _fits_but_axis(base, index, axis, cls.name)
+        merge_dims([index.shape, src.shape], f"{cls.name}: index {index} and src {src}")
         return [base]
 
     def size_links(self) -> list[tuple[int, int, int]]:
@@ -134,8 +128,8 @@ class _Scatter(Prim):
 class ScatterAdd(_Scatter):
     """A copy of ``base`` with out[..., index[..., i, ...], ...] += src[..., i, ...].
 
-    ``index`` and ``src`` share a shape, equal to ``base``'s on every axis but
-    ``axis``; additions into one element happen in increasing ``i``.
+    ``index`` and ``src`` share a shape, no larger than ``base``'s on every axis
+    but ``axis``; additions into one element happen in increasing ``i``.
     """
 
     name = "prim.scatter_add"
