@@ -102,10 +102,10 @@ class Module:
         set_(self, "_non_persistent_buffers_set", set())
         set_(self, "_modules", {})
         set_(self, "_forward_hooks", OrderedDict())
-        set_(self, "_forward_hooks_with_kwargs", {})
-        set_(self, "_forward_hooks_always_called", {})
+        set_(self, "_forward_hooks_with_kwargs", OrderedDict())
+        set_(self, "_forward_hooks_always_called", OrderedDict())
         set_(self, "_forward_pre_hooks", OrderedDict())
-        set_(self, "_forward_pre_hooks_with_kwargs", {})
+        set_(self, "_forward_pre_hooks_with_kwargs", OrderedDict())
         set_(self, "_state_dict_hooks", OrderedDict())
         set_(self, "_load_state_dict_post_hooks", OrderedDict())
 
