@@ -284,8 +284,7 @@ def apply_node(node: Any, grads: list[Tensor | None], needs: Sequence[bool],
         raise RuntimeError(SECOND_BACKWARD)
     prog = program_for(node, needs, _outputs_intact(node))
     args = node.args
-    check = range(len(args)) if node.strict else prog.reads_args
-    for i in check:
+    for i in prog.reads_args.union(node.aliased):
         a = args[i]
         if isinstance(a, Tensor):
             check_version(a, node.versions[i], node.name(), i)
@@ -309,7 +308,14 @@ def apply_node(node: Any, grads: list[Tensor | None], needs: Sequence[bool],
             g = ops.zeros(shape, dtype=dtype)
         env[base + j] = g
     run_steps(prog, env)
-    return [None if s is None else env[s] for s in prog.results]
+    out: list[Tensor | None] = []
+    for i, s in enumerate(prog.results):
+        g = None if s is None else env[s]
+        if g is None and needs[i]:
+            # the op does not depend on this input (fill_, zero_): PyTorch's gradient is 0
+            g = ops.zeros(tuple(args[i].shape), dtype=args[i].dtype)
+        out.append(g)
+    return out
 
 
 def run_steps(prog: BackwardProgram, env: list[Any]) -> None:

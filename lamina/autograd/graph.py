@@ -98,7 +98,7 @@ class OpNode(Node):
     """The backward of one recorded frontend op (see ``lamina.autograd.derivative``)."""
 
     __slots__ = ("op", "build", "args", "versions", "scalar_dtype", "out_types", "outs",
-                 "out_versions", "strict", "_name")
+                 "out_versions", "aliased", "_name")
 
     def __init__(self, op: str, build: Callable, args: list[Any], edges: list[Edge | None],
                  scalar_dtype: dt.dtype | None, outs: Sequence[Tensor]):
@@ -111,7 +111,8 @@ class OpNode(Node):
         self.out_types = [(tuple(t.shape), t.dtype) for t in outs]
         self.outs: list[np.ndarray] | None = [t._a for t in outs]
         self.out_versions = [storage_version(a) for a in self.outs]
-        self.strict = False  # a view: every saved input must be unchanged, read or not
+        # inputs an output is a view of: they must be unchanged at backward, read or not
+        self.aliased: tuple[int, ...] = ()
         self._name: str | None = None
 
     def name(self) -> str:
@@ -229,14 +230,17 @@ def record(name: str, build: Callable, args: Sequence[Any], out: Any,
     if any(t._a is None for t in outs):
         return  # symbolic (inside lamina.compile): the autodiff pass differentiates traces
     node = OpNode(name, build, list(args), collect_edges(args), scalar_dtype, outs)
-    owners = {id(storage_owner(a._a)) for a in args if isinstance(a, Tensor)}
+    owners = [id(storage_owner(a._a)) if isinstance(a, Tensor) else None for a in args]
+    aliased: set[int] = set()
     for i, t in enumerate(outs):
         if not t._dtype.is_floating_point or any(t is a for a in args):
             continue
         set_history(t, node, i)
-        if id(storage_owner(t._a)) in owners:
+        owner = id(storage_owner(t._a))
+        if owner in owners:
             t._ag.is_view = True
-            node.strict = True
+            aliased.update(k for k, o in enumerate(owners) if o == owner)
+    node.aliased = tuple(sorted(aliased))
 
 
 def _mark_inference(out: Any) -> None:

@@ -60,28 +60,30 @@ def run_prim(name: str, operands: tuple[Tensor, ...], attrs: dict) -> Tensor:
     out = dt.from_ir(out_t.dtype)
     key = ("prim", name, akey)
     cls = OPS[name]
-    if "elementwise" in cls.traits:
+    if "elementwise" in cls.traits and "positional" not in cls.traits:  # flattening is fine
         def eager() -> Tensor:
             return ops._eager_elementwise(key, build, operands, out, out, None)
     else:
         def eager() -> Tensor:
-            return _eager_kernel(key, build, operands, out_t, cls)
+            return _eager_kernel(key, build, operands, out_t, cls, attrs)
     return dispatch.apply(name, build, operands, eager)
 
 
 def _eager_kernel(key: tuple, build: Callable, operands: tuple[Tensor, ...],
-                  out_t: TensorType, cls: type) -> Tensor:
+                  out_t: TensorType, cls: type, attrs: dict) -> Tensor:
     shape = tuple(out_t.shape)
     out = dt.from_ir(out_t.dtype)
     if 0 in shape:
         return ops.empty(shape, dtype=out)
     if any(x.numel() == 0 for x in operands):
-        # only a reduction or contraction over an empty axis gets here
+        # a non-empty result from empty operands: no kernel reads nothing
         fn = getattr(cls, "fn", "")
         if cls.name == "prim.dot_general" or fn == "sum":
             return ops.zeros(shape, dtype=out)
         if fn == "prod":
             return ops.ones(shape, dtype=out)
+        if cls.name == "prim.pad":
+            return ops.full(shape, attrs["value"], dtype=out)
         if cls.name == "prim.concat":
             operands = tuple(x for x in operands if x.numel())
         else:
