@@ -420,20 +420,21 @@ def _compute_dtype(dtype: dt.dtype) -> dt.dtype:
     return dtype if dtype.is_floating_point else dt.float64
 
 
-def _range_build(dtype: dt.dtype, base: float | None) -> Any:
+def _range_build(dtype: dt.dtype, log: bool) -> Any:
     """``linspace`` over a carrier: start + step * i in the first half, end - step * (n-1-i)
     in the second (PyTorch's symmetric formula), then ``base ** x`` for ``logspace``."""
     c = _compute_dtype(dtype).ir
 
-    def build(b: Builder, start: Value, end: Value, nm1: Value, half: Value) -> Value:
+    def build(b: Builder, start: Value, end: Value, nm1: Value, half: Value,
+              base: Value | None = None) -> Value:
         i = b("prim.iota_like", start, dim=0, dtype=i64)
         step = b("tensor.div", b("tensor.sub", end, start), nm1)
         lo = b("tensor.add", start, b("tensor.mul", step, b("tensor.cast", i, dtype=c)))
         back = b("tensor.cast", b("tensor.sub", b("tensor.cast", nm1, dtype=i64), i), dtype=c)
         hi = b("tensor.sub", end, b("tensor.mul", step, back))
         x = b("tensor.where", b("tensor.lt", i, half), lo, hi)
-        if base is not None:
-            x = b("tensor.pow", b("tensor.full", value=base, shape=(), dtype=c), x)
+        if log:
+            x = b("tensor.pow", base, x)
         return b("tensor.cast", x, dtype=dtype.ir)
 
     return build
@@ -450,6 +451,8 @@ def _space(op: str, start: Any, end: Any, steps: Any, base: float | None,
         raise RuntimeError(f"{op}(): number of steps must be non-negative")
     dtype = dtype or dt.default_float
     c = _compute_dtype(dtype)
+    if not dtype.is_floating_point:  # PyTorch converts the ends to the dtype first
+        start, end = int(start), int(end)
     if steps <= 1:
         if steps == 0:
             return _leaf(ops.empty(0, dtype=dtype), requires_grad)
@@ -457,9 +460,13 @@ def _space(op: str, start: Any, end: Any, steps: Any, base: float | None,
         return _leaf(ops.full((1,), first, dtype=dtype), requires_grad)
     arrays = [_carrier((steps,), start, c), _carrier((steps,), end, c),
               _carrier((steps,), steps - 1, c), _carrier((steps,), steps // 2, dt.int64)]
-    build = _range_build(dtype, base)
-    (res,) = dispatch.run_eager((op, dtype.name, base is not None), build, arrays,
-                                [c.ir, c.ir, c.ir, i64], ((0,),) * 4)
+    types = [c.ir, c.ir, c.ir, i64]
+    if base is not None:
+        arrays.append(_carrier((steps,), base, c))
+        types.append(c.ir)
+    build = _range_build(dtype, base is not None)
+    (res,) = dispatch.run_eager((op, dtype.name), build, arrays, types,
+                                ((0,),) * len(arrays))
     return _leaf(Tensor._wrap(res, dtype), requires_grad)
 
 
