@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lamina
 from lamina import Tensor
@@ -21,10 +21,16 @@ from lamina import Tensor
 # -- helpers -------------------------------------------------------------------------
 
 
-def _inplace(input: Tensor, out: Tensor) -> Tensor:
-    """Write ``out`` into ``input`` (the ``inplace=True`` form of an activation)."""
-    input.copy_(out)
-    return input
+def _activate(input: Tensor, inplace: bool, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """``fn(input)``, or with ``inplace`` its result written into ``input``.
+
+    The ops of ``fn`` may save their operand for the backward pass; when the tape is
+    recording they get a copy, so overwriting ``input`` does not invalidate it.
+    """
+    if not inplace:
+        return fn(input)
+    src = input.clone() if input.requires_grad and lamina.is_grad_enabled() else input
+    return input.copy_(fn(src))
 
 
 def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
@@ -61,6 +67,21 @@ def _warn_size(input: Tensor, target: Tensor) -> None:
             f"Using a target size ({target.shape}) that is different to the input size "
             f"({input.shape}). This will likely lead to incorrect results due to "
             "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=3)
+
+
+def _clamp_min(x: Tensor, lo: float) -> Tensor:
+    """``max(x, lo)`` whose gradient is 1 where ``x == lo`` (``torch.clamp_min``'s)."""
+    return lamina.where(x < lo, lo, x)
+
+
+def _clamp_max(x: Tensor, hi: float) -> Tensor:
+    """``min(x, hi)`` whose gradient is 1 where ``x == hi`` (``torch.clamp_max``'s)."""
+    return lamina.where(x > hi, hi, x)
+
+
+def _clamp(x: Tensor, lo: float, hi: float) -> Tensor:
+    """``torch.clamp``: gradient 1 on the closed interval, NaN passes through."""
+    return lamina.where(x < lo, lo, lamina.where(x > hi, hi, x))
 
 
 def _any(t: Tensor) -> bool:
@@ -112,8 +133,7 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
-    out = lamina.relu(input)
-    return _inplace(input, out) if inplace else out
+    return input.relu_() if inplace else lamina.relu(input)
 
 
 def relu_(input: Tensor) -> Tensor:
@@ -128,8 +148,9 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
              inplace: bool = False) -> Tensor:
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
-    out = input.clamp(min_val, max_val)
-    return _inplace(input, out) if inplace else out
+    # gradient 0 on the boundaries, like PyTorch's hardtanh (unlike clamp)
+    return _activate(input, inplace, lambda x: lamina.where(
+        x <= min_val, min_val, lamina.where(x >= max_val, max_val, x)))
 
 
 def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
@@ -137,8 +158,7 @@ def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Ten
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
-    out = lamina.where(input > 0, input, input * negative_slope)
-    return _inplace(input, out) if inplace else out
+    return _activate(input, inplace, lambda x: lamina.where(x > 0, x, x * negative_slope))
 
 
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -147,8 +167,8 @@ def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     # expm1 of min(x, 0): the unselected branch never overflows (no inf * 0 gradients)
-    out = lamina.where(input > 0, input, lamina.expm1(input.clamp(max=0)) * alpha)
-    return _inplace(input, out) if inplace else out
+    return _activate(input, inplace, lambda x: lamina.where(
+        x > 0, x, lamina.expm1(_clamp_max(x, 0.0)) * alpha))
 
 
 def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
@@ -158,8 +178,8 @@ def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     if alpha == 0:
         raise RuntimeError("ZeroDivisionError: alpha cannot be 0 for CELU")
-    out = lamina.where(input > 0, input, lamina.expm1(input.clamp(max=0) / alpha) * alpha)
-    return _inplace(input, out) if inplace else out
+    return _activate(input, inplace, lambda x: lamina.where(
+        x > 0, x, lamina.expm1(_clamp_max(x, 0.0) / alpha) * alpha))
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -167,9 +187,8 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
-    out = lamina.where(input > 0, input * _SELU_SCALE,
-                       lamina.expm1(input.clamp(max=0)) * (_SELU_ALPHA * _SELU_SCALE))
-    return _inplace(input, out) if inplace else out
+    return _activate(input, inplace, lambda x: lamina.where(
+        x > 0, x * _SELU_SCALE, lamina.expm1(_clamp_max(x, 0.0)) * (_SELU_ALPHA * _SELU_SCALE)))
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -183,13 +202,11 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
-    out = input * lamina.sigmoid(input)
-    return _inplace(input, out) if inplace else out
+    return _activate(input, inplace, lambda x: x * lamina.sigmoid(x))
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
-    out = input * lamina.tanh(softplus(input))
-    return _inplace(input, out) if inplace else out
+    return _activate(input, inplace, lambda x: x * lamina.tanh(softplus(x)))
 
 
 def sigmoid(input: Tensor) -> Tensor:
@@ -203,25 +220,27 @@ def tanh(input: Tensor) -> Tensor:
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """``log(1 + exp(beta * x)) / beta``, linear where ``beta * x > threshold``."""
     bx = input * beta if beta != 1 else input
-    soft = lamina.log1p(lamina.exp(bx.clamp(max=threshold)))
+    soft = lamina.log1p(lamina.exp(_clamp_max(bx, threshold)))
     if beta != 1:
         soft = soft / beta
     return lamina.where(bx > threshold, input, soft)
 
 
 def logsigmoid(input: Tensor) -> Tensor:
-    # log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), finite for every x
-    return input.clamp(max=0) - lamina.log1p(lamina.exp(-input.abs()))
+    return -softplus(-input)
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
-    out = (input * (1 / 6) + 0.5).clamp(0, 1)
-    return _inplace(input, out) if inplace else out
+    # gradient 0 on the boundaries x = +-3, like PyTorch's
+    def fn(x: Tensor) -> Tensor:
+        y = x * (1 / 6) + 0.5
+        return lamina.where(y <= 0, 0.0, lamina.where(y >= 1, 1.0, y))
+
+    return _activate(input, inplace, fn)
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
-    out = input * (input + 3).clamp(0, 6) * (1 / 6)
-    return _inplace(input, out) if inplace else out
+    return _activate(input, inplace, lambda x: x * _clamp(x + 3, 0.0, 6.0) * (1 / 6))
 
 
 def softsign(input: Tensor) -> Tensor:
@@ -233,8 +252,7 @@ def tanhshrink(input: Tensor) -> Tensor:
 
 
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
-    out = lamina.where(input > threshold, input, value)
-    return _inplace(input, out) if inplace else out
+    return _activate(input, inplace, lambda x: lamina.where(x > threshold, x, value))
 
 
 def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
@@ -326,7 +344,7 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
               out: Tensor | None = None) -> Tensor:
     """``input / max(||input||_p along dim, eps)``."""
-    denom = _pnorm(input, p, dim, keepdim=True).clamp(min=eps)
+    denom = _clamp_min(_pnorm(input, p, dim, keepdim=True), eps)
     res = input / denom
     return res if out is None else out.copy_(res)
 
@@ -347,8 +365,8 @@ def _pnorm(x: Tensor, p: float, dim: Any, keepdim: bool = False) -> Tensor:
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     # PyTorch clamps each norm at eps separately
-    n1 = _pnorm(x1, 2, dim).clamp(min=eps)
-    n2 = _pnorm(x2, 2, dim).clamp(min=eps)
+    n1 = _clamp_min(_pnorm(x1, 2, dim), eps)
+    n2 = _clamp_min(_pnorm(x2, 2, dim), eps)
     return (x1 * x2).sum(dim) / (n1 * n2)
 
 
@@ -390,8 +408,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
     _check_p(p)
     if not training or p == 0.0:
         return input
-    out = input * _dropout_mask(input, p, input.shape)
-    return _inplace(input, out) if inplace else out
+    mask = _dropout_mask(input, p, input.shape)
+    return _activate(input, inplace, lambda x: x * mask)
 
 
 def _feature_dropout(input: Tensor, p: float, training: bool, inplace: bool, name: str,
@@ -409,8 +427,8 @@ def _feature_dropout(input: Tensor, p: float, training: bool, inplace: bool, nam
         shape = list(input.shape[:2]) + [1] * (input.ndim - 2)
     else:
         shape = [input.shape[0]] + [1] * (input.ndim - 1)
-    out = input * _dropout_mask(input, p, shape)
-    return _inplace(input, out) if inplace else out
+    mask = _dropout_mask(input, p, shape)
+    return _activate(input, inplace, lambda x: x * mask)
 
 
 def dropout1d(input: Tensor, p: float = 0.5, training: bool = True,
@@ -690,8 +708,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
         raise ValueError(
             f"Target size ({target.shape}) must be the same as input size ({input.shape})"
         )
-    # softplus(-x) = max(-x, 0) + log1p(exp(-|x|)): never overflows
-    sp = (-input).clamp(min=0) + lamina.log1p(lamina.exp(-input.abs()))
+    sp = softplus(-input)  # -log(sigmoid(x)), finite for every x
     if pos_weight is None:
         loss = (1 - target) * input + sp
     else:
@@ -744,7 +761,7 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin
     mag = ((input1 * input1).sum(-1) + eps) * ((input2 * input2).sum(-1) + eps)
     cos = dot / mag.sqrt()
     loss = (lamina.where(target == 1, 1 - cos, 0.0)
-            + lamina.where(target == -1, (cos - margin).clamp(min=0), 0.0))
+            + lamina.where(target == -1, _clamp_min(cos - margin, 0.0), 0.0))
     return _reduce(loss, reduction)
 
 
@@ -753,7 +770,7 @@ def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: 
                         reduction: str = "mean") -> Tensor:
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
-    return _reduce((-target * (input1 - input2) + margin).clamp(min=0), reduction)
+    return _reduce(_clamp_min(-target * (input1 - input2) + margin, 0.0), reduction)
 
 
 def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,
@@ -762,7 +779,7 @@ def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     loss = (lamina.where(target == 1, input, 0.0)
-            + lamina.where(target == -1, (margin - input).clamp(min=0), 0.0))
+            + lamina.where(target == -1, _clamp_min(margin - input, 0.0), 0.0))
     return _reduce(loss, reduction)
 
 
@@ -820,7 +837,7 @@ def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, marg
     d_neg = pairwise_distance(anchor, negative, p, eps)
     if swap:
         d_neg = lamina.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
-    return _reduce((d_pos - d_neg + margin).clamp(min=0), reduction)
+    return _reduce(_clamp_min(d_pos - d_neg + margin, 0.0), reduction)
 
 
 def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
