@@ -193,10 +193,11 @@ def view_or_reshape(x: Tensor, shape: tuple[int, ...]) -> Tensor:
 def getitem(x: Tensor, key: Any) -> Tensor:
     """Basic indexing: ints, slices with positive steps, None and Ellipsis (views)."""
     items = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, (Tensor, list, np.ndarray, bool)) for k in items):
+        from lamina.frontend.ops_index import advanced_getitem  # tensors, lists, masks
+
+        return advanced_getitem(x, key)
     for k in items:
-        if isinstance(k, Tensor) or isinstance(k, (list, np.ndarray)):
-            raise NotImplementedError("indexing with tensors/lists (advanced indexing) is not "
-                                      "supported yet")
         if isinstance(k, bool) or not (isinstance(k, (int, slice)) or k is None or k is ...):
             raise TypeError(f"index {k!r} of type {type(k).__name__} is not supported; use "
                             "ints, slices, None or ...")
