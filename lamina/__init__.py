@@ -129,4 +129,6 @@ greater_equal = ge
 less_equal = le
 not_equal = ne
 
+from lamina import nn  # noqa: E402 - written against the API above
+
 __version__ = "0.1.0"
