@@ -1,0 +1,80 @@
+"""``lamina.optim.Adagrad``: Adagrad with learning-rate decay, an initial accumulator,
+weight decay and ``maximize`` (PyTorch's update, fused into one program)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable
+
+import lamina
+from lamina.optim.optimizer import (
+    FusedRule,
+    HyperCache,
+    Optimizer,
+    check_common,
+    next_step,
+    updating,
+)
+
+__all__ = ["Adagrad"]
+
+
+@functools.cache
+def _rule(maximize: bool, decay: bool) -> FusedRule:
+    """``h = [wd, eps, -clr]`` where ``clr`` is the decayed learning rate."""
+
+    def adagrad(p, g, acc, h):
+        if maximize:
+            g = -g
+        if decay:
+            g = g + h[0] * p
+        acc = acc + g * g
+        return p + h[2] * g / (lamina.sqrt(acc) + h[1]), acc
+
+    return FusedRule(adagrad)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al.), as ``torch.optim.Adagrad``."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
+        check_common(lr=lr, differentiable=differentiable, foreach=foreach, fused=fused)
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= initial_accumulator_value:
+            raise ValueError("Invalid initial_accumulator_value value: "
+                             f"{initial_accumulator_value}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, foreach=foreach,
+                        maximize=maximize, differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                state["step"] = lamina.tensor(0.0)
+                state["sum"] = lamina.full_like(p, initial_accumulator_value)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One Adagrad update of every parameter that has a gradient."""
+        loss = self._closure_loss(closure)
+        hyper = HyperCache()
+        with updating():
+            for group in self.param_groups:
+                lr, lr_decay, wd = float(group["lr"]), group["lr_decay"], group["weight_decay"]
+                rule = _rule(group["maximize"], wd != 0)
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state[p]
+                    step = next_step(state)
+                    clr = lr / (1 + (step - 1) * lr_decay)
+                    h = hyper([wd, group["eps"], -clr], p.dtype)
+                    (state["sum"],) = rule(p, p.grad, [state["sum"]], h)
+        return loss

@@ -1,0 +1,73 @@
+"""``lamina.optim.SGD``: stochastic gradient descent with momentum, dampening, Nesterov
+momentum, weight decay and ``maximize`` (PyTorch's update, fused into one program)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable
+
+from lamina.optim.optimizer import FusedRule, HyperCache, Optimizer, check_common, updating
+
+__all__ = ["SGD"]
+
+
+@functools.cache
+def _rule(maximize: bool, decay: bool, momentum: bool, first: bool, nesterov: bool) -> FusedRule:
+    """The update for one combination of options; ``h = [-lr, wd, momentum, 1 - dampening]``."""
+
+    def sgd(p, g, *rest):
+        *buf, h = rest
+        if maximize:
+            g = -g
+        if decay:
+            g = g + h[1] * p
+        outs = []
+        if momentum:
+            b = g if first else buf[0] * h[2] + h[3] * g
+            outs.append(b)
+            g = g + h[2] * b if nesterov else b
+        return (p + h[0] * g, *outs)
+
+    return FusedRule(sgd)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent (optionally with momentum), as ``torch.optim.SGD``."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None,
+                 differentiable: bool = False, fused: bool | None = None):
+        check_common(lr=lr, differentiable=differentiable, foreach=foreach, fused=fused)
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient."""
+        loss = self._closure_loss(closure)
+        hyper = HyperCache()
+        with updating():
+            for group in self.param_groups:
+                lr, wd = float(group["lr"]), group["weight_decay"]
+                momentum = group["momentum"]
+                for p in group["params"]:
+                    g = p.grad
+                    if g is None:
+                        continue
+                    state = self.state[p] if momentum != 0 else {}
+                    buf = state.get("momentum_buffer")
+                    rule = _rule(group["maximize"], wd != 0, momentum != 0, buf is None,
+                                 group["nesterov"])
+                    h = hyper([-lr, wd, momentum, 1 - group["dampening"]], p.dtype)
+                    new = rule(p, g, [] if buf is None else [buf], h)
+                    if momentum != 0:
+                        state["momentum_buffer"] = new[0]
+        return loss
