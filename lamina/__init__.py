@@ -96,6 +96,7 @@ from lamina.frontend.ops import (
     zeros,
     zeros_like,
 )
+from lamina.frontend.ops_conv import *  # noqa: F403
 from lamina.frontend.ops_creation import *  # noqa: F403
 from lamina.frontend.ops_index import *  # noqa: F403
 from lamina.frontend.ops_linalg import *  # noqa: F403

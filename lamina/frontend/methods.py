@@ -8,6 +8,7 @@ from lamina.frontend import dtypes as dt
 from lamina.frontend import (
     inplace,
     ops,
+    ops_conv,
     ops_creation,
     ops_index,
     ops_linalg,
@@ -20,6 +21,7 @@ from lamina.frontend.tensor import Tensor
 
 # Modules that add functions and methods for the full Tensor API.
 EXTRA_MODULES = (ops_creation, ops_index, ops_linalg, ops_math, ops_reduce, ops_shape, inplace)
+EXTRA_MODULES += (ops_conv,)
 
 
 def _rev(fn):

@@ -342,3 +342,6 @@ class Decompose(Pass):
 
     def run(self, module: Module) -> Module:
         return Module([decompose_graph(g) if g.kind == "func" else g for g in module.graphs])
+
+
+from lamina.passes import decompose_conv  # noqa: E402, F401 (the conv/pool rules)

@@ -291,4 +291,5 @@ def _chunked_vector_nest(evs: list[Evaluator], yielded: Value, out: Value, n: Va
         _vector_row(evs, yielded, out, [], start, end)
 
 
+from lamina.passes import lower_conv  # noqa: E402, F401, I001  (the conv/pool kernels)
 from lamina.passes import lower_index  # noqa: E402, F401  (registers the index prims' kernels)

@@ -477,4 +477,5 @@ def missing_rules() -> list[str]:
                   and n not in structural)
 
 
+from lamina.passes import vjp_conv  # noqa: E402, F401, I001 (the conv/pool rules)
 from lamina.passes import vjp_index  # noqa: E402, F401  (rules of the index prims)

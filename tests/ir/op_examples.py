@@ -283,3 +283,63 @@ EXAMPLES.update({
         ["%0 = prim.iota_like %x {dim = 1, dtype = i32} : tensor<?x3xi32>", "return %0"],
         "tensor<?x3xi32>"),
 })
+
+# -- convolution and pooling (lamina.ir.dialects.prim_conv, tensor_conv) ---------------------
+_POOL2 = "ceil_mode = true, dilation = [1, 2], padding = [1, 1], stride = [2, 2], window = [3, 2]"
+_AVG2 = ("ceil_mode = true, count_include_pad = false, divisor = 0, padding = [1, 1], "
+         "stride = [2, 2], window = [3, 2]")
+
+
+def _one(op: str, args: str, attrs: str, result: str) -> str:
+    operands = ", ".join(a.split(":")[0] for a in args.split(", "))
+    return _func(args, [f"%0 = {op} {operands} {{{attrs}}} : {result}", "return %0"], result)
+
+
+EXAMPLES.update({
+    "prim.conv": _one(
+        "prim.conv", "%x: tensor<2x4x?x9xf32>, %w: tensor<6x2x3x3xf32>",
+        "dilation = [2, 1], groups = 2, stride = [1, 2], transposed = false",
+        "tensor<2x6x?x4xf32>"),
+    "prim.conv_weight_grad": _one(
+        "prim.conv_weight_grad", "%x: tensor<2x4x9xf64>, %g: tensor<2x6x?xf64>",
+        "dilation = [1], groups = 2, kernel = [3], stride = [1], transposed = true",
+        "tensor<4x3x3xf64>"),
+    "prim.max_pool": _one("prim.max_pool", "%x: tensor<2x?x7x9xf32>", _POOL2,
+                          "tensor<2x?x4x5xf32>"),
+    "prim.max_pool_index": _one(
+        "prim.max_pool_index", "%x: tensor<3x?x7xf16>",
+        "ceil_mode = false, dilation = [1], padding = [0], stride = [2], window = [3]",
+        "tensor<3x?x3xi64>"),
+    "prim.max_pool_grad": _one("prim.max_pool_grad",
+                               "%x: tensor<2x7x9xf32>, %g: tensor<2x4x5xf32>", _POOL2,
+                               "tensor<2x7x9xf32>"),
+    "prim.avg_pool": _one("prim.avg_pool", "%x: tensor<2x?x7x9xbf16>", _AVG2,
+                          "tensor<2x?x4x5xbf16>"),
+    "prim.avg_pool_grad": _one(
+        "prim.avg_pool_grad", "%x: tensor<5x8xf32>, %g: tensor<5x3xf32>",
+        "ceil_mode = true, count_include_pad = false, divisor = 2, padding = [1], "
+        "stride = [3], window = [3]", "tensor<5x8xf32>"),
+    "prim.adaptive_avg_pool": _one("prim.adaptive_avg_pool", "%x: tensor<2x?x7x9xf32>",
+                                   "output = [3, 4]", "tensor<2x?x3x4xf32>"),
+    "prim.adaptive_avg_pool_grad": _one(
+        "prim.adaptive_avg_pool_grad", "%x: tensor<2x3x7x9xf32>, %g: tensor<2x3x3x4xf32>",
+        "output = [3, 4]", "tensor<2x3x7x9xf32>"),
+    "tensor.conv": _one(
+        "tensor.conv", "%x: tensor<2x4x?x9xf32>, %w: tensor<6x2x3x3xf32>",
+        "dilation = [2, 1], groups = 2, high = [1, 2], low = [1, 0], stride = [1, 2]",
+        "tensor<2x6x?x5xf32>"),
+    "tensor.conv_transpose": _one(
+        "tensor.conv_transpose", "%x: tensor<2x4x5x9xf32>, %w: tensor<4x3x3x3xf32>",
+        "dilation = [1, 1], groups = 2, output_padding = [1, 0], padding = [1, 0], "
+        "stride = [2, 1]", "tensor<2x6x10x11xf32>"),
+    "tensor.max_pool": _one("tensor.max_pool", "%x: tensor<2x?x7x9xf32>", _POOL2,
+                            "tensor<2x?x4x5xf32>"),
+    "tensor.max_pool_index": _one(
+        "tensor.max_pool_index", "%x: tensor<2x3x7x9xf32>",
+        "ceil_mode = false, dilation = [1, 1], padding = [0, 0], stride = [2, 2], "
+        "window = [2, 2]", "tensor<2x3x3x4xi64>"),
+    "tensor.avg_pool": _one("tensor.avg_pool", "%x: tensor<2x?x7x9xf32>", _AVG2,
+                            "tensor<2x?x4x5xf32>"),
+    "tensor.adaptive_avg_pool": _one("tensor.adaptive_avg_pool", "%x: tensor<2x?x7x9xf32>",
+                                     "output = [3, 4]", "tensor<2x?x3x4xf32>"),
+})

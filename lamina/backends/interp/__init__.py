@@ -21,4 +21,5 @@ def __getattr__(name: str) -> Any:
         return run_program
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+from lamina.backends.interp import prim_conv_impl  # noqa: E402, F401, I001 (conv/pool prims)
 from lamina.backends.interp import prim_index_impl  # noqa: E402, F401 (registers index prims)

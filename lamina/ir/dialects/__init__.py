@@ -1,5 +1,13 @@
 """The three stages of the IR: ``tensor`` -> ``prim`` -> ``loop``."""
 
-from lamina.ir.dialects import loop, prim, prim_index, prim_random, tensor
+from lamina.ir.dialects import (
+    loop,
+    prim,
+    prim_conv,
+    prim_index,
+    prim_random,
+    tensor,
+    tensor_conv,
+)
 
-__all__ = ["tensor", "prim", "prim_index", "prim_random", "loop"]
+__all__ = ["tensor", "prim", "prim_index", "prim_random", "prim_conv", "tensor_conv", "loop"]

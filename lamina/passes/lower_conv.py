@@ -1,0 +1,708 @@
+"""Kernels of the convolution and pooling primitives (``lamina.ir.dialects.prim_conv``).
+
+Each prim is ``opaque``: a group of its own whose kernel is registered in
+``lower_loops.CUSTOM_KERNELS``. Output sizes are computed in the program from
+the operands' run-time sizes (index arithmetic only), so one kernel serves
+every size; every loop bound inside a kernel derives from the same sizes, so
+no access leaves its buffer.
+
+``conv`` (and its transposed form) is a register-tiled kernel in the spirit of
+``lower_dot``'s B-row form, with the im2col matrix never built:
+
+- ``loop.parallel`` over (batch, group, tiles of ``OT`` output channels of the
+  group, output rows: every spatial axis but the last);
+- along the last output axis, tiles of ``VT`` vectors of ``W`` columns, then one
+  vector, then single columns;
+- a ``loop.for`` nest over (input channels of the group, kernel taps) carrying
+  ``OT x VT`` vector accumulators: each step loads ``VT`` input vectors (unit
+  stride along the row, so the last axis must have stride 1 and a unit inner
+  stride in memory) and ``OT`` weights, splatted.
+
+Channel tiles need ``OT`` channels in a group; groups with fewer (depthwise
+convolutions) take a one-channel variant, chosen at run time. A strided last
+axis, or an input without unit inner stride, takes the same tiles with scalar
+columns. ``conv_weight_grad`` keeps ``OT x CT`` accumulators of (output channel,
+input channel) pairs for one kernel tap, vectorised along the reduction over the
+last axis and reduced across lanes at the end. The pools are scalar loop nests
+over clipped windows, one output (or, for the adjoints, one input) element at a
+time; ``max_pool_grad`` owns a whole plane per parallel iteration, so the
+scattered additions into it never race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from lamina.ir.core import Module, Op, Value
+from lamina.ir.dialects import loop as L
+from lamina.ir.types import MemRefType, ScalarType, TensorType, i64, index
+from lamina.passes.loop_builder import KernelBuilder
+from lamina.passes.lower_index import (
+    call,
+    cast,
+    custom_kernel,
+    dims,
+    if_,
+    new_kernel,
+    operand_buffers,
+)
+from lamina.passes.lower_reduce import accumulator_type
+
+OT = 8  # output channels per conv tile
+VT = 2  # vectors of columns per conv tile
+ST = 4  # scalar columns per conv tile when the last axis is not vectorised
+WT_O, WT_C = 4, 4  # (output, input) channel pairs per weight-gradient tile
+
+Body = Callable[[list[Value], list[Value]], list[Value]]
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _prod(kb: KernelBuilder, values: Sequence[Value]) -> Value:
+    out = kb.index(1)
+    for v in values:
+        out = kb.emit("loop.mul", out, v)
+    return out
+
+
+def _ceil_div(kb: KernelBuilder, a: Value, b: int | Value) -> Value:
+    """``ceil(a / b)`` for ``a >= 0``."""
+    b = kb.index(b) if isinstance(b, int) else b
+    return kb.emit("loop.div", kb.emit("loop.add", a, kb.emit("loop.sub", b, kb.index(1))), b)
+
+
+def _unravel(kb: KernelBuilder, t: Value, sizes: Sequence[Value]) -> list[Value]:
+    """Row-major coordinates of the flat index ``t`` over ``sizes``."""
+    out: list[Value] = [t] * len(sizes)
+    for a in reversed(range(1, len(sizes))):
+        out[a] = kb.emit("loop.rem", t, sizes[a])
+        t = kb.emit("loop.div", t, sizes[a])
+    if sizes:
+        out[0] = t
+    return out
+
+
+def _nest(kb: KernelBuilder, bounds: Sequence[tuple[Value, Value]], inits: list[Value],
+          body: Body) -> list[Value]:
+    """Sequential loops over ``[lo, hi)`` ranges carrying ``inits``; ``body(ivs, carried)``."""
+    if not bounds:
+        return body([], list(inits))
+    lo, hi = bounds[0]
+    with kb.loop(lo, hi, kb.index(1), inits) as lp:
+        outer = lp.iv
+        lp.yield_(_nest(kb, bounds[1:], lp.args, lambda ivs, c: body([outer, *ivs], c)))
+    return lp.results
+
+
+def _ranges(kb: KernelBuilder, sizes: Sequence[Value]) -> list[tuple[Value, Value]]:
+    return [(kb.index(0), s) for s in sizes]
+
+
+def _parallel(kb: KernelBuilder, sizes: Sequence[Value],
+              body: Callable[[list[Value]], None]) -> None:
+    """One ``loop.parallel`` over the product of ``sizes``; ``body(coordinates)``."""
+    with kb.loop(kb.index(0), _prod(kb, sizes), kb.index(1), parallel=True) as lp:
+        body(_unravel(kb, lp.iv, sizes))
+
+
+def _alloc(pb: KernelBuilder, t: TensorType, sizes: Sequence[Value], fusion: Op) -> Value:
+    dynamic = [s for s, d in zip(sizes, t.shape) if d is None]
+    return pb.append(L.Alloc(dynamic, [MemRefType(t.shape, t.dtype)], loc=fusion.loc)).result
+
+
+def _unit_inner(m: Value) -> bool:
+    t = m.type
+    return t.rank > 0 and (t.strides is None or t.strides[-1] == 1)
+
+
+def _kernel(name: str, sizes: Callable[[KernelBuilder, Op, list[Value]], list[Value]],
+            emit: Callable[[KernelBuilder, Op, list[Value], Value], None]) -> None:
+    """Register prim ``name``: ``sizes`` gives the output sizes from the operand buffers
+    (in the program), ``emit`` fills the kernel over (operands..., out)."""
+
+    def lowering(prim: Op, fusion: Op, inputs: list[Value], pb: KernelBuilder,
+                 module: Module) -> Value:
+        buffers = operand_buffers(prim, fusion, inputs)
+        out = _alloc(pb, prim.result.type, sizes(pb, prim, buffers), fusion)
+        hints = [f"in{k}" for k in range(len(buffers))] + ["out"]
+        kernel, kb = new_kernel(module, fusion, [*buffers, out], hints)
+        emit(kb, prim, kernel.args[:-1], kernel.args[-1])
+        kb.finish()
+        call(pb, kernel, [*buffers, out], fusion)
+        return out
+
+    custom_kernel(name)(lowering)
+
+
+def _valid_size(kb: KernelBuilder, n: Value, k: Value, s: int, d: int) -> Value:
+    """``(n - (k-1)*d - 1) // s + 1``, or 0 when the window does not fit (program-safe)."""
+    span = kb.emit("loop.add", kb.emit("loop.mul", kb.emit("loop.sub", k, kb.index(1)),
+                                       kb.index(d)), kb.index(1))
+    t = kb.emit("loop.max", kb.emit("loop.sub", n, span), kb.index(-s))
+    return kb.emit("loop.div", kb.emit("loop.add", t, kb.index(s)), kb.index(s))
+
+
+def _pool_size(kb: KernelBuilder, n: Value, k: int, s: int, d: int, p: int, ceil: bool
+               ) -> Value:
+    """PyTorch's pooling output size, with program arithmetic only (0 when nothing fits)."""
+    num = kb.emit("loop.add", n, kb.index(2 * p - (k - 1) * d - 1 + (s - 1 if ceil else 0)))
+    out = kb.emit("loop.div", kb.emit("loop.add", kb.emit("loop.max", num, kb.index(-s)),
+                                      kb.index(s)), kb.index(s))
+    if ceil:  # drop a last window that would start in the high padding
+        over = kb.emit("loop.sub", kb.emit("loop.mul", kb.emit("loop.sub", out, kb.index(1)),
+                                           kb.index(s)), kb.emit("loop.add", n, kb.index(p)))
+        drop = kb.emit("loop.min", kb.index(1),
+                       kb.emit("loop.max", kb.index(0), kb.emit("loop.add", over, kb.index(1))))
+        out = kb.emit("loop.max", kb.emit("loop.sub", out, drop), kb.index(0))
+    return out
+
+
+# -- convolution --------------------------------------------------------------------------
+def _conv_sizes(pb: KernelBuilder, op: Op, bufs: list[Value]) -> list[Value]:
+    a = op.attrs
+    x, w = (dims(pb, b) for b in bufs)
+    channels = pb.emit("loop.mul", w[1], pb.index(a["groups"])) if a["transposed"] else w[0]
+    spatial = [_valid_size(pb, n, k, s, d)
+               for n, k, s, d in zip(x[2:], w[2:], a["stride"], a["dilation"])]
+    return [x[0], channels, *spatial]
+
+
+class _ConvTiles:
+    """The pieces of one ``conv`` kernel shared by its tile variants."""
+
+    def __init__(self, kb: KernelBuilder, op: Op, x: Value, w: Value, out: Value):
+        a = op.attrs
+        self.kb, self.x, self.w, self.out = kb, x, w, out
+        self.stride, self.dilation = a["stride"], a["dilation"]
+        self.transposed = a["transposed"]
+        groups = kb.index(a["groups"])
+        xd, wd = dims(kb, x), dims(kb, w)
+        if self.transposed:
+            self.og = wd[1]
+            cg = kb.emit("loop.div", wd[0], groups)
+        else:
+            self.og = kb.emit("loop.div", wd[0], groups)
+            cg = wd[1]
+        self.cg = kb.emit("loop.min", cg, kb.emit("loop.div", xd[1], groups))
+        self.kernel = wd[2:]
+        self.dtype: ScalarType = out.type.dtype
+        self.acc_t = accumulator_type(self.dtype)
+        self.width = 512 // max(32, self.dtype.bits)
+        self.vector = self.stride[-1] == 1 and _unit_inner(x)
+        self.groups = groups
+        self.od = dims(kb, out)
+
+    def run(self) -> None:
+        kb = self.kb
+        big = kb.emit("loop.ge", self.og, kb.index(OT))
+        tiles = kb.emit("loop.select", big, _ceil_div(kb, self.og, OT), self.og)
+        rows = self.od[2:-1]
+
+        def body(ix: list[Value]) -> None:
+            n, grp, tile, *row = ix
+            with if_(kb, big):
+                self.channel_tile(n, grp, tile, row, OT)
+            with if_(kb, kb.emit("loop.not", big)):
+                self.channel_tile(n, grp, tile, row, 1)
+
+        _parallel(kb, [self.od[0], self.groups, tiles, *rows], body)
+
+    def channel_tile(self, n: Value, grp: Value, tile: Value, row: list[Value], ot: int
+                     ) -> None:
+        kb = self.kb
+        first = kb.emit("loop.mul", tile, kb.index(ot))
+        chans = []
+        for i in range(ot):
+            local = kb.emit("loop.add", first, kb.index(i))
+            clamped = kb.emit("loop.min", local, kb.emit("loop.sub", self.og, kb.index(1)))
+            chans.append((kb.emit("loop.add", kb.emit("loop.mul", grp, self.og), clamped),
+                          clamped, kb.emit("loop.lt", local, self.og)))
+        cbase = kb.emit("loop.mul", grp, self.cg)
+        cols = self.od[-1]
+
+        def tile_at(col: Value, nv: int, lanes: int) -> None:
+            self.tile(n, cbase, chans, row, col, nv, lanes)
+
+        def columns(lo: Value, step: int, nv: int, lanes: int) -> Value:
+            hi = kb.emit("loop.sub", cols, kb.emit("loop.rem", kb.emit("loop.sub", cols, lo),
+                                                   kb.index(step)))
+            with kb.loop(lo, hi, kb.index(step)) as lp:
+                tile_at(lp.iv, nv, lanes)
+            return hi
+
+        lo = kb.index(0)
+        if self.vector:
+            lo = columns(lo, VT * self.width, VT, self.width)
+            lo = columns(lo, self.width, 1, self.width)
+        else:
+            lo = columns(lo, ST, ST, 1)
+        columns(lo, 1, 1, 1)
+
+    def weight_at(self, chan: tuple[Value, Value, Value], c: Value, cbase: Value,
+                  taps: list[Value]) -> Value:
+        kb = self.kb
+        if not self.transposed:
+            return kb.load(self.w, [chan[0], c, *taps])
+        flipped = [kb.emit("loop.sub", kb.emit("loop.sub", k, kb.index(1)), t)
+                   for k, t in zip(self.kernel, taps)]
+        return kb.load(self.w, [kb.emit("loop.add", cbase, c), chan[1], *flipped])
+
+    def tile(self, n: Value, cbase: Value, chans: list, row: list[Value], col: Value,
+             nv: int, lanes: int) -> None:
+        kb = self.kb
+        vec = lanes > 1
+        zero = kb.const(0, self.acc_t)
+        if vec:
+            zero = kb.emit("loop.splat", zero, width=lanes)
+        starts = [kb.emit("loop.add", col, kb.index(v * lanes)) for v in range(nv)]
+
+        def body(ivs: list[Value], accs: list[Value]) -> list[Value]:
+            c, *taps = ivs
+            ch = kb.emit("loop.add", cbase, c)
+            pos = [kb.emit("loop.add", kb.emit("loop.mul", r, kb.index(s)),
+                           kb.emit("loop.mul", t, kb.index(d)))
+                   for r, t, s, d in zip(row, taps, self.stride, self.dilation)]
+            xs = []
+            for start in starts:
+                last = kb.emit("loop.add", kb.emit("loop.mul", start, kb.index(self.stride[-1])),
+                               kb.emit("loop.mul", taps[-1], kb.index(self.dilation[-1])))
+                idx = [n, ch, *pos, last]
+                v = kb.vload(self.x, idx, lanes) if vec else kb.load(self.x, idx)
+                xs.append(self._acc(v, lanes))
+            new = []
+            for i, chan in enumerate(chans):
+                wt = self._acc(self.weight_at(chan, c, cbase, taps), 1)
+                if vec:
+                    wt = kb.emit("loop.splat", wt, width=lanes)
+                for j, xv in enumerate(xs):
+                    acc = accs[i * nv + j]
+                    new.append(kb.emit("loop.add", acc, kb.emit("loop.mul", wt, xv)))
+            return new
+
+        accs = _nest(kb, _ranges(kb, [self.cg, *self.kernel]), [zero] * (len(chans) * nv), body)
+        for i, (o, _, ok) in enumerate(chans):
+            with if_(kb, ok):
+                for j, start in enumerate(starts):
+                    v = accs[i * nv + j]
+                    if self.acc_t != self.dtype:
+                        v = kb.emit("loop.cast", v, dtype=self.dtype)
+                    at = [n, o, *row, start]
+                    (kb.vstore if vec else kb.store)(v, self.out, at)
+
+    def _acc(self, v: Value, lanes: int) -> Value:
+        return v if self.acc_t == self.dtype else self.kb.emit("loop.cast", v, dtype=self.acc_t)
+
+
+def _emit_conv(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
+    _ConvTiles(kb, op, ins[0], ins[1], out).run()
+
+
+_kernel("prim.conv", _conv_sizes, _emit_conv)
+
+
+# -- weight gradient ------------------------------------------------------------------------
+def _wgrad_sizes(pb: KernelBuilder, op: Op, bufs: list[Value]) -> list[Value]:
+    a = op.attrs
+    x, g = (dims(pb, b) for b in bufs)
+    groups = pb.index(a["groups"])
+    if a["transposed"]:
+        lead = [x[1], pb.emit("loop.div", g[1], groups)]
+    else:
+        lead = [g[1], pb.emit("loop.div", x[1], groups)]
+    return [*lead, *(pb.index(k) for k in a["kernel"])]
+
+
+def _emit_wgrad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
+    a = op.attrs
+    x, g = ins
+    stride, dilation, kernel = a["stride"], a["dilation"], a["kernel"]
+    groups = kb.index(a["groups"])
+    xd, gd = dims(kb, x), dims(kb, g)
+    batch = kb.emit("loop.min", xd[0], gd[0])
+    og = kb.emit("loop.div", gd[1], groups)
+    cg = kb.emit("loop.div", xd[1], groups)
+    dtype: ScalarType = out.type.dtype
+    acc_t = accumulator_type(dtype)
+    width = 512 // max(32, dtype.bits)
+    vector = stride[-1] == 1 and _unit_inner(x) and _unit_inner(g)
+    lanes = width if vector else 1
+    spatial = gd[2:]
+
+    def cast_acc(v: Value) -> Value:
+        return v if acc_t == dtype else kb.emit("loop.cast", v, dtype=acc_t)
+
+    def body(ix: list[Value]) -> None:
+        grp, ot, ct, *taps = ix
+        o_first = kb.emit("loop.mul", ot, kb.index(WT_O))
+        c_first = kb.emit("loop.mul", ct, kb.index(WT_C))
+        os = [kb.emit("loop.min", kb.emit("loop.add", o_first, kb.index(i)),
+                      kb.emit("loop.sub", og, kb.index(1))) for i in range(WT_O)]
+        cs = [kb.emit("loop.min", kb.emit("loop.add", c_first, kb.index(i)),
+                      kb.emit("loop.sub", cg, kb.index(1))) for i in range(WT_C)]
+        o_ok = [kb.emit("loop.lt", kb.emit("loop.add", o_first, kb.index(i)), og)
+                for i in range(WT_O)]
+        c_ok = [kb.emit("loop.lt", kb.emit("loop.add", c_first, kb.index(i)), cg)
+                for i in range(WT_C)]
+        o_abs = [kb.emit("loop.add", kb.emit("loop.mul", grp, og), o) for o in os]
+        c_abs = [kb.emit("loop.add", kb.emit("loop.mul", grp, cg), c) for c in cs]
+        pairs = [(i, j) for i in range(WT_O) for j in range(WT_C)]
+
+        def x_at(n: Value, c: Value, pos: list[Value], last: Value) -> list[Value]:
+            at = [kb.emit("loop.add", kb.emit("loop.mul", p, kb.index(s)),
+                          kb.emit("loop.mul", t, kb.index(d)))
+                  for p, t, s, d in zip(pos, taps[:-1], stride, dilation)]
+            col = kb.emit("loop.add", kb.emit("loop.mul", last, kb.index(stride[-1])),
+                          kb.emit("loop.mul", taps[-1], kb.index(dilation[-1])))
+            return [n, c, *at, col]
+
+        def step(n: Value, pos: list[Value], col: Value, accs: list[Value], w: int
+                 ) -> list[Value]:
+            read = (lambda m, idx: kb.vload(m, idx, w)) if w > 1 else kb.load
+            gs = [cast_acc(read(g, [n, o, *pos, col])) for o in o_abs]
+            xs = [cast_acc(read(x, x_at(n, c, pos, col))) for c in c_abs]
+            return [kb.emit("loop.add", acc, kb.emit("loop.mul", gs[i], xs[j]))
+                    for acc, (i, j) in zip(accs, pairs)]
+
+        zero = kb.const(0, acc_t)
+        vzero = kb.emit("loop.splat", zero, width=lanes) if lanes > 1 else zero
+        cols = spatial[-1]
+        vec_end = kb.emit("loop.sub", cols, kb.emit("loop.rem", cols, kb.index(lanes)))
+        two_end = kb.emit("loop.sub", cols, kb.emit("loop.rem", cols, kb.index(2 * lanes)))
+        outer = _ranges(kb, [batch, *spatial[:-1]])
+
+        def main_rows(ivs: list[Value], carried: list[Value]) -> list[Value]:
+            # two steps per iteration: rows are often only a few vectors long
+            n, *pos = ivs
+            with kb.loop(kb.index(0), two_end, kb.index(2 * lanes), carried) as lp:
+                half = step(n, pos, lp.iv, lp.args, lanes)
+                lp.yield_(step(n, pos, kb.emit("loop.add", lp.iv, kb.index(lanes)), half,
+                               lanes))
+            with kb.loop(two_end, vec_end, kb.index(lanes), lp.results) as lp:
+                lp.yield_(step(n, pos, lp.iv, lp.args, lanes))
+            return lp.results
+
+        accs = _nest(kb, outer, [vzero] * len(pairs), main_rows)
+        if lanes > 1:
+            accs = [kb.emit("loop.vreduce", v, fn="sum") for v in accs]
+
+            def tail_rows(ivs: list[Value], carried: list[Value]) -> list[Value]:
+                n, *pos = ivs
+                with kb.loop(vec_end, cols, kb.index(1), carried) as lp:
+                    lp.yield_(step(n, pos, lp.iv, lp.args, 1))
+                return lp.results
+
+            has_tail = cast(kb, kb.emit("loop.lt", vec_end, cols), index)
+            with kb.loop(kb.index(0), has_tail, kb.index(1), accs) as lp:
+                lp.yield_(_nest(kb, outer, lp.args, tail_rows))
+            accs = lp.results
+        for (i, j), total in zip(pairs, accs):
+            if acc_t != dtype:
+                total = kb.emit("loop.cast", total, dtype=dtype)
+            with if_(kb, kb.emit("loop.and", o_ok[i], c_ok[j])):
+                if a["transposed"]:  # the transposed weight layout, flipped in space
+                    flipped = [kb.emit("loop.sub", kb.index(k - 1), t)
+                               for k, t in zip(kernel, taps)]
+                    at = [c_abs[j], os[i], *flipped]
+                else:
+                    at = [o_abs[i], cs[j], *taps]
+                kb.store(total, out, at)
+
+    _parallel(kb, [groups, _ceil_div(kb, og, WT_O), _ceil_div(kb, cg, WT_C),
+                   *(kb.index(k) for k in kernel)], body)
+
+
+_kernel("prim.conv_weight_grad", _wgrad_sizes, _emit_wgrad)
+
+
+# -- pooling ------------------------------------------------------------------------------
+class _Windows:
+    """Index arithmetic of a pool's windows over the last ``nd`` axes of its input."""
+
+    def __init__(self, kb: KernelBuilder, op: Op, x: Value, pooled: Value):
+        a = op.attrs
+        self.kb = kb
+        self.window = a["window"]
+        nd = len(self.window)
+        self.stride = a["stride"]
+        self.dilation = a.get("dilation", (1,) * nd)
+        self.padding = a["padding"]
+        xd, pd = dims(kb, x), dims(kb, pooled)
+        self.lead = xd[:len(xd) - nd]
+        self.spatial = xd[len(xd) - nd:]
+        self.pooled = pd[len(pd) - nd:]
+
+    def start(self, a: int, j: Value) -> Value:
+        """First input position of window ``j`` along axis ``a`` (may be negative)."""
+        kb = self.kb
+        return kb.emit("loop.sub", kb.emit("loop.mul", j, kb.index(self.stride[a])),
+                       kb.index(self.padding[a]))
+
+    def taps(self, a: int, j: Value) -> tuple[Value, Value]:
+        """The taps ``[lo, hi)`` of window ``j`` along axis ``a`` that fall inside the input."""
+        kb = self.kb
+        d = self.dilation[a]
+        first = self.start(a, j)
+        lo = _ceil_div(kb, kb.emit("loop.max", kb.emit("loop.sub", kb.index(0), first),
+                                   kb.index(0)), d)
+        room = kb.emit("loop.max", kb.emit("loop.sub", self.spatial[a], first), kb.index(0))
+        hi = kb.emit("loop.min", kb.index(self.window[a]), _ceil_div(kb, room, d))
+        return lo, kb.emit("loop.max", hi, lo)
+
+    def position(self, a: int, j: Value, t: Value) -> Value:
+        kb = self.kb
+        return kb.emit("loop.add", self.start(a, j),
+                       kb.emit("loop.mul", t, kb.index(self.dilation[a])))
+
+    def covering(self, a: int, i: Value) -> tuple[Value, Value]:
+        """The windows ``[lo, hi)`` along axis ``a`` that hold input position ``i``
+        (dilation 1: the average pools)."""
+        kb = self.kb
+        shifted = kb.emit("loop.add", i, kb.index(self.padding[a]))
+        first = kb.emit("loop.sub", shifted, kb.index(self.window[a] - 1))
+        lo = _ceil_div(kb, kb.emit("loop.max", first, kb.index(0)), self.stride[a])
+        hi = kb.emit("loop.min", self.pooled[a],
+                     kb.emit("loop.add", kb.emit("loop.div", shifted, kb.index(self.stride[a])),
+                             kb.index(1)))
+        return lo, kb.emit("loop.max", hi, lo)
+
+    def flat(self, positions: Sequence[Value]) -> Value:
+        """The row-major index of ``positions`` in the input plane, as i64."""
+        kb = self.kb
+        f = kb.index(0)
+        for p, n in zip(positions, self.spatial):
+            f = kb.emit("loop.add", kb.emit("loop.mul", f, n), p)
+        return cast(kb, f, i64)
+
+
+def _over(kb: KernelBuilder, sizes: list[Value], body: Callable[[list[Value]], None]) -> None:
+    """``body(index)`` for every index of ``sizes``: parallel over all axes but the last."""
+    if not sizes:
+        body([])
+        return
+
+    def inner(outer: list[Value]) -> None:
+        with kb.loop(kb.index(0), sizes[-1], kb.index(1)) as lp:
+            body([*outer, lp.iv])
+
+    _parallel(kb, sizes[:-1], inner)
+
+
+def _pool_sizes(pb: KernelBuilder, op: Op, bufs: list[Value]) -> list[Value]:
+    a = op.attrs
+    x = dims(pb, bufs[0])
+    nd = len(a["window"])
+    dil = a.get("dilation", (1,) * nd)
+    spatial = [_pool_size(pb, n, k, s, d, p, a["ceil_mode"]) for n, k, s, d, p in
+               zip(x[len(x) - nd:], a["window"], a["stride"], dil, a["padding"])]
+    return [*x[:len(x) - nd], *spatial]
+
+
+def _like_first(pb: KernelBuilder, op: Op, bufs: list[Value]) -> list[Value]:
+    return dims(pb, bufs[0])
+
+
+def _max_scan(w: _Windows, x: Value, lead: list[Value], j: list[Value]) -> tuple[Value, Value]:
+    """(maximum, flat index of the maximum) of window ``j``: the first maximum or the last
+    NaN in row-major order; index -1 when the window holds no input element."""
+    kb = w.kb
+    t = x.type.dtype
+    cmp_t = accumulator_type(t)
+    init = [kb.const(float("-inf"), cmp_t), kb.const(-1, i64)]
+
+    def body(taps: list[Value], carried: list[Value]) -> list[Value]:
+        best, idx = carried
+        pos = [w.position(a, ja, ta) for a, (ja, ta) in enumerate(zip(j, taps))]
+        v = kb.load(x, [*lead, *pos])
+        v = v if cmp_t == t else kb.emit("loop.cast", v, dtype=cmp_t)
+        take = kb.emit("loop.or", kb.emit("loop.lt", idx, kb.const(0, i64)),
+                       kb.emit("loop.or", kb.emit("loop.gt", v, best), kb.emit("loop.isnan", v)))
+        return [kb.emit("loop.select", take, v, best),
+                kb.emit("loop.select", take, w.flat(pos), idx)]
+
+    best, idx = _nest(kb, [w.taps(a, ja) for a, ja in enumerate(j)], init, body)
+    return (best if cmp_t == t else kb.emit("loop.cast", best, dtype=t)), idx
+
+
+def _emit_max(index_result: bool) -> Callable[[KernelBuilder, Op, list[Value], Value], None]:
+    def emit(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
+        x = ins[0]
+        w = _Windows(kb, op, x, out)
+        nl = len(w.lead)
+
+        def at(ix: list[Value]) -> None:
+            best, idx = _max_scan(w, x, ix[:nl], ix[nl:])
+            kb.store(idx if index_result else best, out, ix)
+
+        _over(kb, dims(kb, out), at)
+
+    return emit
+
+
+def _emit_max_grad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
+    x, g = ins
+    w = _Windows(kb, op, x, g)
+    dtype = out.type.dtype
+
+    def plane(lead: list[Value]) -> None:
+        def clear(ivs: list[Value], _: list[Value]) -> list[Value]:
+            kb.store(kb.const(0, dtype), out, [*lead, *ivs])
+            return []
+
+        _nest(kb, _ranges(kb, w.spatial), [], clear)
+
+        def route(j: list[Value], _: list[Value]) -> list[Value]:
+            _, idx = _max_scan(w, x, lead, j)
+            with if_(kb, kb.emit("loop.ge", idx, kb.const(0, i64))):
+                pos = _unravel(kb, cast(kb, idx, index), w.spatial)
+                old = kb.load(out, [*lead, *pos], reuse=False)
+                kb.store(kb.emit("loop.add", old, kb.load(g, [*lead, *j])), out, [*lead, *pos])
+            return []
+
+        _nest(kb, _ranges(kb, w.pooled), [], route)
+
+    _parallel(kb, w.lead, plane)
+
+
+def _avg_divisor(w: _Windows, op: Op, j: list[Value], acc_t: ScalarType) -> Value:
+    kb = w.kb
+    if op.attrs["divisor"]:
+        return kb.const(op.attrs["divisor"], acc_t)
+    count = kb.index(1)
+    for a, ja in enumerate(j):
+        lo = w.start(a, ja)
+        hi = kb.emit("loop.min", kb.emit("loop.add", lo, kb.index(w.window[a])),
+                     kb.emit("loop.add", w.spatial[a], kb.index(w.padding[a])))
+        if not op.attrs["count_include_pad"]:
+            lo = kb.emit("loop.max", lo, kb.index(0))
+            hi = kb.emit("loop.min", hi, w.spatial[a])
+        count = kb.emit("loop.mul", count, kb.emit("loop.sub", hi, lo))
+    return cast(kb, count, acc_t)
+
+
+def _to_acc(kb: KernelBuilder, v: Value, acc_t: ScalarType) -> Value:
+    return v if v.type == acc_t else kb.emit("loop.cast", v, dtype=acc_t)
+
+
+def _emit_avg(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
+    x = ins[0]
+    w = _Windows(kb, op, x, out)
+    nl = len(w.lead)
+    dtype = out.type.dtype
+    acc_t = accumulator_type(dtype)
+
+    def at(ix: list[Value]) -> None:
+        lead, j = ix[:nl], ix[nl:]
+
+        def body(taps: list[Value], carried: list[Value]) -> list[Value]:
+            pos = [w.position(a, ja, ta) for a, (ja, ta) in enumerate(zip(j, taps))]
+            return [kb.emit("loop.add", carried[0], _to_acc(kb, kb.load(x, [*lead, *pos]),
+                                                            acc_t))]
+
+        (total,) = _nest(kb, [w.taps(a, ja) for a, ja in enumerate(j)],
+                         [kb.const(0, acc_t)], body)
+        mean = kb.emit("loop.div", total, _avg_divisor(w, op, j, acc_t))
+        kb.store(_to_acc(kb, mean, dtype), out, ix)
+
+    _over(kb, dims(kb, out), at)
+
+
+def _emit_avg_grad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
+    x, g = ins
+    w = _Windows(kb, op, x, g)
+    nl = len(w.lead)
+    dtype = out.type.dtype
+    acc_t = accumulator_type(dtype)
+
+    def at(ix: list[Value]) -> None:
+        lead, i = ix[:nl], ix[nl:]
+
+        def body(j: list[Value], carried: list[Value]) -> list[Value]:
+            share = kb.emit("loop.div", _to_acc(kb, kb.load(g, [*lead, *j]), acc_t),
+                            _avg_divisor(w, op, j, acc_t))
+            return [kb.emit("loop.add", carried[0], share)]
+
+        (total,) = _nest(kb, [w.covering(a, ia) for a, ia in enumerate(i)],
+                         [kb.const(0, acc_t)], body)
+        kb.store(_to_acc(kb, total, dtype), out, ix)
+
+    _over(kb, dims(kb, out), at)
+
+
+def _adaptive_range(kb: KernelBuilder, i: Value, n_out: Value, n_in: Value
+                    ) -> tuple[Value, Value]:
+    """PyTorch's adaptive window ``[floor(i*n_in/n_out), ceil((i+1)*n_in/n_out))``."""
+    lo = kb.emit("loop.div", kb.emit("loop.mul", i, n_in), n_out)
+    hi = _ceil_div(kb, kb.emit("loop.mul", kb.emit("loop.add", i, kb.index(1)), n_in), n_out)
+    return lo, hi
+
+
+def _adaptive_sizes(pb: KernelBuilder, op: Op, bufs: list[Value]) -> list[Value]:
+    x = dims(pb, bufs[0])
+    nd = len(op.attrs["output"])
+    return [*x[:len(x) - nd], *(pb.index(o) for o in op.attrs["output"])]
+
+
+def _adaptive_count(kb: KernelBuilder, ranges: list[tuple[Value, Value]]) -> Value:
+    return _prod(kb, [kb.emit("loop.sub", hi, lo) for lo, hi in ranges])
+
+
+def _emit_adaptive(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
+    x = ins[0]
+    nd = len(op.attrs["output"])
+    xd, od = dims(kb, x), dims(kb, out)
+    nl = len(xd) - nd
+    dtype = out.type.dtype
+    acc_t = accumulator_type(dtype)
+
+    def at(ix: list[Value]) -> None:
+        lead, i = ix[:nl], ix[nl:]
+        ranges = [_adaptive_range(kb, ia, od[nl + a], xd[nl + a]) for a, ia in enumerate(i)]
+
+        def body(pos: list[Value], carried: list[Value]) -> list[Value]:
+            return [kb.emit("loop.add", carried[0], _to_acc(kb, kb.load(x, [*lead, *pos]),
+                                                            acc_t))]
+
+        (total,) = _nest(kb, ranges, [kb.const(0, acc_t)], body)
+        mean = kb.emit("loop.div", total, cast(kb, _adaptive_count(kb, ranges), acc_t))
+        kb.store(_to_acc(kb, mean, dtype), out, ix)
+
+    _over(kb, od, at)
+
+
+def _emit_adaptive_grad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
+    x, g = ins
+    nd = len(op.attrs["output"])
+    xd, gd = dims(kb, x), dims(kb, g)
+    nl = len(xd) - nd
+    dtype = out.type.dtype
+    acc_t = accumulator_type(dtype)
+
+    def at(ix: list[Value]) -> None:
+        lead, h = ix[:nl], ix[nl:]
+        covering = []
+        for a, ha in enumerate(h):
+            n_in, n_out = xd[nl + a], gd[nl + a]
+            lo = kb.emit("loop.div", kb.emit("loop.mul", ha, n_out), n_in)
+            last = kb.emit("loop.div", kb.emit("loop.sub", kb.emit(
+                "loop.mul", kb.emit("loop.add", ha, kb.index(1)), n_out), kb.index(1)), n_in)
+            hi = kb.emit("loop.min", kb.emit("loop.add", last, kb.index(1)), n_out)
+            covering.append((lo, kb.emit("loop.max", hi, lo)))
+
+        def body(i: list[Value], carried: list[Value]) -> list[Value]:
+            ranges = [_adaptive_range(kb, ia, gd[nl + a], xd[nl + a]) for a, ia in enumerate(i)]
+            share = kb.emit("loop.div", _to_acc(kb, kb.load(g, [*lead, *i]), acc_t),
+                            cast(kb, _adaptive_count(kb, ranges), acc_t))
+            return [kb.emit("loop.add", carried[0], share)]
+
+        (total,) = _nest(kb, covering, [kb.const(0, acc_t)], body)
+        kb.store(_to_acc(kb, total, dtype), out, ix)
+
+    _over(kb, dims(kb, out), at)
+
+
+_kernel("prim.max_pool", _pool_sizes, _emit_max(False))
+_kernel("prim.max_pool_index", _pool_sizes, _emit_max(True))
+_kernel("prim.max_pool_grad", _like_first, _emit_max_grad)
+_kernel("prim.avg_pool", _pool_sizes, _emit_avg)
+_kernel("prim.avg_pool_grad", _like_first, _emit_avg_grad)
+_kernel("prim.adaptive_avg_pool", _adaptive_sizes, _emit_adaptive)
+_kernel("prim.adaptive_avg_pool_grad", _like_first, _emit_adaptive_grad)
