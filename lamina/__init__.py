@@ -103,6 +103,7 @@ from lamina.frontend.ops_linalg import *  # noqa: F403
 from lamina.frontend.ops_math import *  # noqa: F403
 from lamina.frontend.ops_reduce import *  # noqa: F403
 from lamina.frontend.ops_shape import *  # noqa: F403
+from lamina.frontend.ops_softmax import *  # noqa: F403
 from lamina.frontend.tensor import Size, Tensor
 from lamina.frontend.transforms import grad, value_and_grad
 from lamina.frontend.views import (

@@ -15,6 +15,7 @@ from lamina.frontend import (
     ops_math,
     ops_reduce,
     ops_shape,
+    ops_softmax,
     views,
 )
 from lamina.frontend.tensor import Tensor
@@ -22,6 +23,7 @@ from lamina.frontend.tensor import Tensor
 # Modules that add functions and methods for the full Tensor API.
 EXTRA_MODULES = (ops_creation, ops_index, ops_linalg, ops_math, ops_reduce, ops_shape, inplace)
 EXTRA_MODULES += (ops_conv,)
+EXTRA_MODULES += (ops_softmax,)
 
 
 def _rev(fn):

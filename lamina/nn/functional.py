@@ -299,46 +299,25 @@ def _softmax_dim(ndim: int, name: str) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
-def _prepare_softmax(input: Tensor, dim: int | None, dtype: Any, name: str
-                     ) -> tuple[Tensor, int]:
-    if dim is None:
-        dim = _softmax_dim(input.ndim, name)
-    if dtype is not None:
-        input = input.to(dtype)
-    if not input.is_floating_point():
-        raise RuntimeError(f'"{name}_lastdim_kernel_impl" not implemented for '
-                           f"'{input.dtype}'")
-    return input, dim
-
-
-def _shifted(input: Tensor, dim: int) -> Tensor:
-    # the max is a constant shift (softmax is invariant to it), so it needs no gradient
-    if input.ndim == 0:
-        return input - input.detach()
-    return input - input.detach().amax(dim, keepdim=True)
-
-
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
             dtype: Any = None) -> Tensor:
-    input, dim = _prepare_softmax(input, dim, dtype, "softmax")
-    e = lamina.exp(_shifted(input, dim))
-    return e / (e.sum(dim, keepdim=True) if input.ndim else e)
+    if dim is None:
+        dim = _softmax_dim(input.ndim, "softmax")
+    return lamina.softmax(input, dim, dtype=dtype)
 
 
 def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
             dtype: Any = None) -> Tensor:
     if dim is None:
         dim = _softmax_dim(input.ndim, "softmin")
-    return softmax(-(input if dtype is None else input.to(dtype)), dim)
+    return lamina.softmax(-(input if dtype is None else input.to(dtype)), dim)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
                 dtype: Any = None) -> Tensor:
-    input, dim = _prepare_softmax(input, dim, dtype, "log_softmax")
-    z = _shifted(input, dim)
-    if input.ndim == 0:
-        return z
-    return z - lamina.log(lamina.exp(z).sum(dim, keepdim=True))
+    if dim is None:
+        dim = _softmax_dim(input.ndim, "log_softmax")
+    return lamina.log_softmax(input, dim, dtype=dtype)
 
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
