@@ -70,8 +70,11 @@ def index_range(index: Tensor) -> tuple[int, int]:
 
 def check_range(index: Tensor, size: int, dim: int, *, negative: bool = False,
                 message: Any = None) -> None:
-    """Raise IndexOutOfRange unless every index is in [0, size) (or [-size, size))."""
-    if not _concrete(index) or index.numel() == 0:
+    """Raise IndexOutOfRange unless every index is in [0, size) (or [-size, size)).
+
+    Not while tracing: a compiled function reads its tensors afresh on every call, so
+    only its kernels (which clamp and skip) can be relied on there."""
+    if trace.current() is not None or not _concrete(index) or index.numel() == 0:
         return
     lo, hi = index_range(index)
     low = -size if negative else 0
@@ -439,11 +442,12 @@ def _plan(x: Tensor, key: Any) -> _Plan:
     items = list(key) if isinstance(key, tuple) else [key]
     for n, k in enumerate(items):
         if isinstance(k, (list, np.ndarray)):
-            items[n] = _key_tensor(k)
-        elif isinstance(k, Tensor) and k._dtype.category == 2:
+            k = items[n] = _key_tensor(k)
+        if isinstance(k, Tensor) and k._dtype.category == 2:
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
-        elif isinstance(k, Tensor) and k._dtype is dt.bool_ and k.ndim == 0:
-            items[n] = bool(k.item()) if _concrete(k) else k
+        if isinstance(k, Tensor) and k.ndim == 0 and _concrete(k):
+            # like PyTorch: a 0-d index is a number (an int selects, a bool adds a dim)
+            items[n] = bool(k.item()) if k._dtype is dt.bool_ else int(k.item())
     if sum(k is ... for k in items) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     n_real = sum(_consumed(k) for k in items)
@@ -596,6 +600,8 @@ def setitem(x: Tensor, key: Any, value: Any) -> None:
 
     plan = _plan(x, key)
     y = views.getitem(x, plan.basic)
+    if y.numel() == 0:
+        return
     if plan.tensors:
         inplace.copy_(y, _index_put_view(y, plan, value, False))
     elif isinstance(value, (bool, int, float)):
