@@ -261,10 +261,12 @@ def _outputs_intact(node: Any) -> bool:
                                     for a, v in zip(outs, node.out_versions))
 
 
-def check_version(t: Tensor, saved: int, node_name: str, index: int) -> None:
-    """PyTorch's error for a saved tensor written in place after it was saved."""
+def check_version(t: Tensor, saved: int, node: Any, index: int) -> None:
+    """PyTorch's error for a saved tensor written in place after it was saved (``node``
+    names the backward that needs it: a node or a string)."""
     now = t._version
     if now != saved:
+        node_name = node if isinstance(node, str) else node.name()
         from lamina.autograd.graph import describe
 
         producer = t.grad_fn
@@ -287,7 +289,7 @@ def apply_node(node: Any, grads: list[Tensor | None], needs: Sequence[bool],
     for i in prog.reads_args.union(node.aliased):
         a = args[i]
         if isinstance(a, Tensor):
-            check_version(a, node.versions[i], node.name(), i)
+            check_version(a, node.versions[i], node, i)
     env: list[Any] = [None] * prog.n_slots
     for i in prog.reads_args:
         a = args[i]

@@ -195,10 +195,12 @@ class Tensor:
     def requires_grad(self, flag: bool) -> None:
         ag = self._ag
         if ag is not None and ag.grad_fn is not None:
-            hint = "" if flag else (
-                " If you want to use a computed variable in a subgraph that doesn't require "
-                "differentiation use var_no_grad = var.detach().")
-            raise RuntimeError(f"you can only change requires_grad flags of leaf variables.{hint}")
+            if flag:
+                return  # it already requires grad
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to use a "
+                "computed variable in a subgraph that doesn't require differentiation use "
+                "var_no_grad = var.detach().")
         flag = bool(flag)
         if flag and not self._dtype.is_floating_point:
             raise RuntimeError("only Tensors of floating point and complex dtype can require "
@@ -285,6 +287,18 @@ class Tensor:
         if self.is_inference():
             t._ag = AutogradMeta(inference=True)
         return t
+
+    @property
+    def data(self) -> Tensor:
+        """The values without autograd history (shares storage, like ``detach()``)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Variable data has to be a tensor, but got {type(value).__name__}")
+        self._a, self._dtype, self._shape = value._a, value._dtype, value._shape
+        self._value, self._trace = value._value, value._trace
 
     def detach_(self) -> Tensor:
         """Make this tensor a leaf that does not require grad."""
