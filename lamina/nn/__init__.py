@@ -2,27 +2,9 @@
 
 from lamina.nn import functional, init, utils
 from lamina.nn.modules import *  # noqa: F403
+from lamina.nn.modules.conv import *  # noqa: F403
+from lamina.nn.modules.normalization import *  # noqa: F403
+from lamina.nn.modules.pixelshuffle import *  # noqa: F403
+from lamina.nn.modules.pooling import *  # noqa: F403
+from lamina.nn.modules.upsampling import *  # noqa: F403
 from lamina.nn.parameter import Parameter
-
-# Convolution, pooling, normalisation and resampling layers live in their own modules
-# (another engineer's); they join the namespace as soon as they exist.
-try:
-    from lamina.nn.modules.conv import *  # noqa: F403
-except ImportError:
-    pass
-try:
-    from lamina.nn.modules.pooling import *  # noqa: F403
-except ImportError:
-    pass
-try:
-    from lamina.nn.modules.normalization import *  # noqa: F403
-except ImportError:
-    pass
-try:
-    from lamina.nn.modules.pixelshuffle import *  # noqa: F403
-except ImportError:
-    pass
-try:
-    from lamina.nn.modules.upsampling import *  # noqa: F403
-except ImportError:
-    pass

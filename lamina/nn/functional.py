@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import lamina
 from lamina import Tensor
+from lamina.nn.functional_conv import *  # noqa: F403 - convolution, pooling, normalisation
 
 # -- helpers -------------------------------------------------------------------------
 
@@ -363,6 +364,82 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         raise RuntimeError("Class values must be smaller than num_classes.")
     classes = lamina.arange(num_classes)
     return (tensor.unsqueeze(-1) == classes).to(lamina.int64)
+
+
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant",
+        value: float | None = None) -> Tensor:
+    """Pad the last ``len(pad) // 2`` axes, ``pad = (last_lo, last_hi, prev_lo, ...)``.
+
+    ``constant`` concatenates filled blocks (negative amounts crop); ``reflect``,
+    ``replicate`` and ``circular`` read ``input`` through an index map, so their
+    gradients accumulate into the rows they copied.
+    """
+    if len(pad) % 2:
+        raise ValueError("Padding length must be divisible by 2")
+    if len(pad) // 2 > input.ndim:
+        raise ValueError(
+            "Padding length should be less than or equal to two times the input dimension but "
+            f"got padding length {len(pad)} and input of dimension {input.ndim}"
+        )
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    if mode != "constant" and value is not None and value != 0:
+        raise ValueError(f'Padding mode "{mode}"" doesn\'t take in value argument')
+    k = len(pad) // 2
+    if mode != "constant" and not (1 <= k <= 3 and input.ndim in (k + 1, k + 2)):
+        raise NotImplementedError(
+            f"Padding size {len(pad)} is not supported for {input.ndim}D input tensor.\n"
+            "Supported combinations for non-constant padding:\n"
+            "  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
+            "  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
+            "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)"
+        )
+    out = input
+    for i in range(k):
+        dim = input.ndim - 1 - i
+        lo, hi = int(pad[2 * i]), int(pad[2 * i + 1])
+        if lo or hi:
+            out = (_pad_constant(out, dim, lo, hi, 0.0 if value is None else value)
+                   if mode == "constant" else _pad_indexed(out, dim, lo, hi, mode))
+    return out
+
+
+def _pad_constant(x: Tensor, dim: int, lo: int, hi: int, value: float) -> Tensor:
+    n = x.shape[dim]
+    if n + min(lo, 0) + min(hi, 0) < 0:
+        raise RuntimeError(
+            f"The input size {n}, plus negative padding {lo} and {hi} resulted in a negative "
+            f"output size, which is invalid. Check dimension {dim} of your input."
+        )
+    x = x.narrow(dim, -min(lo, 0), n + min(lo, 0) + min(hi, 0))
+    parts = []
+    for amount in (lo, hi):
+        shape = list(x.shape)
+        shape[dim] = max(amount, 0)
+        parts.append(lamina.full(shape, value, dtype=x.dtype))
+    return lamina.cat([parts[0], x, parts[1]], dim)
+
+
+def _pad_indexed(x: Tensor, dim: int, lo: int, hi: int, mode: str) -> Tensor:
+    n = x.shape[dim]
+    if mode == "reflect" and (lo >= n or hi >= n):
+        raise RuntimeError(
+            f"Argument #4: Padding size should be less than the corresponding input dimension, "
+            f"but got: padding ({lo}, {hi}) at dimension {dim} of input {list(x.shape)}"
+        )
+    if mode == "circular" and (lo > n or hi > n):
+        raise RuntimeError("Padding value causes wrapping around more than once.")
+    if n == 0:
+        raise RuntimeError(f"{mode} padding of an empty dimension {dim}")
+    idx = lamina.arange(-lo, n + hi)
+    if mode == "replicate":
+        idx = idx.clamp(0, n - 1)
+    elif mode == "circular":
+        idx = idx % n
+    else:  # reflect about the first and last elements (which are not repeated)
+        idx = idx.abs()
+        idx = lamina.where(idx > n - 1, 2 * (n - 1) - idx, idx)
+    return x.index_select(dim, idx)
 
 
 # -- dropout -----------------------------------------------------------------------------
@@ -827,10 +904,3 @@ def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | 
     loss = -(target * logsigmoid(input) + (1 - target) * logsigmoid(-input))
     loss = _weighted(loss, weight).sum(-1) / input.shape[-1]
     return _reduce(loss, reduction)
-
-
-# convolution, pooling, normalisation and resampling (another engineer's module)
-try:
-    from lamina.nn.functional_conv import *  # noqa: E402, F403
-except ImportError:
-    pass

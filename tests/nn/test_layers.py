@@ -349,3 +349,39 @@ def test_one_hot_errors():
         F.one_hot(lamina.tensor([0, 3]), 3)
     with pytest.raises(RuntimeError, match="only applicable to index tensor"):
         F.one_hot(lamina.tensor([0.0]))
+
+
+# -- pad ---------------------------------------------------------------------------------------
+
+
+@needs_torch
+@pytest.mark.parametrize("mode,shape,pads", [
+    ("constant", (2, 3, 4, 5), (1, 2)), ("constant", (2, 3, 4, 5), (2, 1, 1, 3, 0, 1)),
+    ("constant", (2, 3, 4, 5), (-1, 2, 1, -2)), ("constant", (3,), (2, 0)),
+    ("reflect", (2, 3, 5), (2, 4)), ("reflect", (2, 3, 4, 5), (1, 3, 2, 3)),
+    ("replicate", (3, 5), (3, 1)), ("replicate", (1, 2, 3, 4, 5), (1, 2, 3, 4, 2, 1)),
+    ("circular", (2, 3, 4, 5), (2, 5, 1, 4)), ("circular", (2, 6), (6, 0)),
+])
+def test_pad_vs_torch(mode, shape, pads):
+    x = _rng(7).standard_normal(shape).astype(np.float32)
+    lx, tx = lamina.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    kw = {"value": 1.5} if mode == "constant" else {}
+    lo = F.pad(lx, pads, mode, **kw)
+    to = torch.nn.functional.pad(tx, pads, mode, **kw)
+    np.testing.assert_array_equal(lo.detach().numpy(), to.detach().numpy())
+    w = _grad_weights(lo.shape)
+    (lo * lamina.tensor(w)).sum().backward()
+    (to * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(lx.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_pad_errors():
+    x = lamina.zeros(1, 2, 3)
+    with pytest.raises(ValueError, match="Padding length must be divisible by 2"):
+        F.pad(x, (1,))
+    with pytest.raises(RuntimeError, match="Padding size should be less than"):
+        F.pad(x, (3, 0), mode="reflect")
+    with pytest.raises(NotImplementedError, match="Padding size 2 is not supported for 4D"):
+        F.pad(lamina.zeros(1, 1, 2, 3), (1, 1), mode="replicate")
+    with pytest.raises(RuntimeError, match="negative output size"):
+        F.pad(x, (-2, -2))
