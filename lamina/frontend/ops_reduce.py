@@ -316,8 +316,11 @@ def median(input: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
     x = _check(input, "median")
     if dim is None:
         flat = views.reshape(x, (x.numel(),))
-        if x.numel() == 0:
-            return ops.full((), float("nan"), dtype=x._dtype)
+        if x.numel() == 0:  # what PyTorch gives: NaN, or the NaN cast (lowest int, True)
+            if x._dtype.is_floating_point:
+                return ops.full((), float("nan"), dtype=x._dtype)
+            empty = True if x._dtype is dt.bool_ else int(np.iinfo(x._dtype.numpy).min)
+            return ops.full((), empty, dtype=x._dtype)
         return _median(flat, 0, False)[0]
     d = _dim(dim, x.ndim, "median")
     if x.ndim and x.shape[d] == 0:
