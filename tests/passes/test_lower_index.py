@@ -156,24 +156,38 @@ def test_scan_kernel_carries_a_wider_accumulator():
     """)
 
 
-def test_sort_program_allocates_its_scratch_buffer():
+def test_sort_program_allocates_its_scratch_buffers():
     m = group([dyn(T((5, 3)))], lambda b, x: b("prim.argsort", x, axis=0, descending=False))
-    filecheck(str(lower(m)), """
-        CHECK: kernel @k0(%x: memref<?x?xf32>, %out: memref<?x?xi64>, %scratch: memref<?x?xi64>)
+    text = str(lower(m))
+    filecheck(text, """
+        CHECK: kernel @k0(%x: memref<?x?xf32>, %out: memref<?x?xi64>, %scratch: memref<?x?xi64>
+        CHECK-SAME: %keys: memref<?x?xf32>, %keys_scratch: memref<?x?xf32>)
         CHECK: loop.parallel
         CHECK: loop.store
+        CHECK-SAME: %out
+        CHECK: loop.load %x
+        CHECK: loop.store
+        CHECK-SAME: %keys
         CHECK: loop.load %out
+        CHECK: loop.load %keys
+        CHECK: loop.for
+        CHECK: loop.isnan
         CHECK: loop.store
         CHECK-SAME: %scratch
+        CHECK: loop.store
+        CHECK-SAME: %keys_scratch
+        CHECK: loop.load %out
+        CHECK: loop.yield
         CHECK: loop.load %scratch
         CHECK: loop.store
         CHECK-SAME: %out
         CHECK: func @f
-        CHECK: loop.alloc
-        CHECK: loop.alloc
-        CHECK: loop.call %a0, %2, %3 {kernel = @k0}
+        CHECK-COUNT-4: loop.alloc
+        CHECK: loop.call %a0, %2, %3, %4, %5 {kernel = @k0}
         CHECK: return %2
     """)
+    kernel = text.split("func @f")[0]
+    assert kernel.count("loop.load %x") == 1  # keys are read once, then travel with indices
 
 
 # -- numbers: loop interpreter vs the prim interpreter (and numpy) ---------------------------
