@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from types import FunctionType
 from typing import Any, Sequence
 
 from lamina.frontend import dispatch, ops
+from lamina.frontend import dtypes as dt
 from lamina.frontend.prim_eager import TensorEmitter
 from lamina.frontend.tensor import Tensor, storage_version
 from lamina.ir import Block, Builder, Graph, Module, Op, TensorType, Value, verify
 from lamina.ir.core import Return
+from lamina.ir.types import ScalarType
 
 SECOND_BACKWARD = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -62,6 +65,7 @@ class BackwardProgram:
     results: tuple[int | None, ...]  # per arg: the slot of its cotangent
     reads_args: frozenset[int]  # args whose values the program reads
     reads_outputs: bool
+    fresh: tuple[bool, ...]  # per arg: its cotangent is a new buffer no other result shares
     text: str  # the backward prim graph (for dumps and tests)
 
 
@@ -225,14 +229,44 @@ def _to_program(bg: Graph, n: int, k: int, use_outputs: bool,
         for i, (name, attrs, ins, out) in enumerate(raw))
     used = set(last) | keep
     n_outs = k if use_outputs else 0
+    # a view's operand shares its storage with the view: never handed out as exclusive
+    viewed = {i for name, _, ins, _ in raw if name in _VIEWS for i in ins}
+    made = {out for name, _, _, out in raw if name not in _VIEWS} - viewed
+    fresh = tuple(r is not None and r in made and results.count(r) == 1 for r in results)
     return BackwardProgram(
         n_args=n, n_outs=k, uses_outputs=use_outputs, n_slots=len(slot), steps=steps,
         results=results, reads_args=frozenset(i for i in range(n) if i in used),
-        reads_outputs=any(n + j in used for j in range(n_outs)), text=str(bg))
+        reads_outputs=any(n + j in used for j in range(n_outs)), fresh=fresh, text=str(bg))
+
+
+# prims the TensorEmitter runs as views of their operand (their results share storage)
+_VIEWS = frozenset({"prim.reshape", "prim.permute", "prim.broadcast", "prim.slice",
+                    "prim.iota"})
+
+
+class Grads(list):
+    """A node's input cotangents; ``fresh[i]``: the i-th is a new buffer only it holds
+    (the engine may then store it as a leaf's ``.grad`` without a copy)."""
+
+    fresh: tuple[bool, ...] = ()
 
 
 def program_for(node: Any, needs: Sequence[bool], use_outputs: bool) -> BackwardProgram:
-    """The cached backward program of ``node`` for these needed inputs."""
+    """The cached backward program of ``node`` for these needed inputs.
+
+    The exact key is the structure of the op's tensor graph, which costs building
+    it; a key made from the ``build`` function itself (its code and the values it
+    closed over, when they are plain data) finds the same program without that,
+    and falls back to the exact key the first time or when it cannot be made.
+    """
+    fast = _function_key(node.build)
+    if fast is not None:
+        sig = tuple((a._shape, a._dtype) if isinstance(a, Tensor) else node.scalar_dtype
+                    for a in node.args)
+        fast = (node.op, fast, sig, tuple(needs), use_outputs)
+        prog = _programs.get(fast)
+        if prog is not None:
+            return prog
     g = forward_graph(node)
     key = (structure(g), tuple(needs), use_outputs)
     prog = _programs.get(key)
@@ -242,7 +276,54 @@ def program_for(node: Any, needs: Sequence[bool], use_outputs: bool) -> Backward
         if len(_programs) >= _MAX_PROGRAMS:
             _programs.clear()
         _programs[key] = prog
+    if fast is not None:
+        _programs[fast] = prog
     return prog
+
+
+class _Unkeyable(Exception):
+    pass
+
+
+def _function_key(fn: Any) -> tuple | None:
+    """What determines the graph ``fn`` builds: its code, defaults and closure values,
+    recursively; None when a value is not plain data (then only the graph tells)."""
+    try:
+        return _fn_key(fn, 0)
+    except _Unkeyable:
+        return None
+
+
+def _fn_key(fn: Any, depth: int) -> tuple:
+    code = getattr(fn, "__code__", None)
+    if code is None or hasattr(fn, "__self__") or depth > 8:
+        raise _Unkeyable
+    cells = fn.__closure__ or ()
+    try:
+        values = tuple(_value_key(c.cell_contents, depth) for c in cells)
+    except ValueError:  # an empty cell
+        raise _Unkeyable from None
+    return (code, values, _value_key(fn.__defaults__, depth),
+            _value_key(fn.__kwdefaults__, depth))
+
+
+_PLAIN = (type(None), bool, int, str, ScalarType, TensorType, dt.dtype)
+
+
+def _value_key(v: Any, depth: int) -> Any:
+    if isinstance(v, _PLAIN):
+        return (type(v), v)
+    if isinstance(v, float):
+        return ("f", struct.pack("<d", v))
+    if isinstance(v, (tuple, list)):
+        return (type(v), tuple(_value_key(x, depth) for x in v))
+    if isinstance(v, dict):
+        if not all(isinstance(k, str) for k in v):
+            raise _Unkeyable
+        return ("d", tuple(sorted((k, _value_key(x, depth)) for k, x in v.items())))
+    if isinstance(v, FunctionType):
+        return _fn_key(v, depth + 1)
+    raise _Unkeyable
 
 
 def _check_outputs(node: Any, g: Graph) -> None:
@@ -310,13 +391,16 @@ def apply_node(node: Any, grads: list[Tensor | None], needs: Sequence[bool],
             g = ops.zeros(shape, dtype=dtype)
         env[base + j] = g
     run_steps(prog, env)
-    out: list[Tensor | None] = []
+    out = Grads()
+    fresh = list(prog.fresh)
     for i, s in enumerate(prog.results):
         g = None if s is None else env[s]
         if g is None and needs[i]:
             # the op does not depend on this input (fill_, zero_): PyTorch's gradient is 0
             g = ops.zeros(tuple(args[i].shape), dtype=args[i].dtype)
+            fresh[i] = True
         out.append(g)
+    out.fresh = tuple(fresh)
     return out
 
 

@@ -138,6 +138,7 @@ def run(outputs: Sequence[Tensor], seeds: Sequence[Tensor], retain_graph: bool,
         ) -> list[Tensor | None]:
     """Run the graph from ``outputs``; returns the gradients of ``inputs`` (if given)."""
     roots: list[tuple[Edge, Tensor]] = [(gradient_edge(o), g) for o, g in zip(outputs, seeds)]
+    fresh_seeds = [False] * len(roots)  # the caller may hold them
     nodes, deps = _discover([e[0] for e, _ in roots])
     captures: dict[tuple[int, int], list[int]] = {}
     if inputs is not None:
@@ -152,18 +153,35 @@ def run(outputs: Sequence[Tensor], seeds: Sequence[Tensor], retain_graph: bool,
     captured: list[Tensor | None] = [None] * (len(inputs) if inputs is not None else 0)
 
     buffers: dict[Node, list[Tensor | None]] = {}
+    # Gradients only this run holds (new buffers, sent once, seen by no hook): a leaf may
+    # keep one as its .grad without a copy. Keyed by id; the dict keeps them alive.
+    owned: dict[int, Tensor] = {}
+    sent: set[int] = set()
 
-    def send(node: Node, nr: int, g: Tensor) -> None:
+    def send(node: Node, nr: int, g: Tensor, fresh: bool = False) -> None:
+        if id(g) in sent:
+            owned.pop(id(g), None)  # the same tensor goes to two places
+        else:
+            sent.add(id(g))
+            if fresh:
+                owned[id(g)] = g
         buf = buffers.get(node)
         if buf is None:
             buf = buffers[node] = [None] * _n_outputs(node)
-        buf[nr] = g if buf[nr] is None else ops.add(buf[nr], g)
+        if buf[nr] is None:
+            buf[nr] = g
+            return
+        total = ops.add(buf[nr], g)
+        owned.pop(id(buf[nr]), None)
+        owned.pop(id(g), None)
+        buf[nr] = total
+        owned[id(total)] = total
 
     prev = (grad_mode._state.enabled, grad_mode._state.inference)
     grad_mode._state.enabled, grad_mode._state.inference = create_graph, False
     try:
-        for (node, nr), g in roots:
-            send(node, nr, g)
+        for ((node, nr), g), made in zip(roots, fresh_seeds):
+            send(node, nr, g, made)
         ready = [(-n.seq, id(n), n) for n in nodes if deps[n] == 0]
         heapq.heapify(ready)
         while ready:
@@ -171,13 +189,14 @@ def run(outputs: Sequence[Tensor], seeds: Sequence[Tensor], retain_graph: bool,
             grads = buffers.pop(node, None)
             run_it = needed is None or node in needed
             if grads is not None and (run_it or id(node) in targets):
-                grads = _pre_hooks(node, grads, accumulate)
+                grads = _pre_hooks(node, grads, accumulate, owned)
                 for nr, g in enumerate(grads):
                     for i in captures.get((id(node), nr), ()):
                         captured[i] = g
+                        owned.pop(id(g), None)
                 if run_it:
                     _execute(node, grads, receivers, retain_graph, create_graph, accumulate,
-                             send)
+                             send, owned)
             for e in node.next_edges:
                 if e is not None:
                     child = e[0]
@@ -245,11 +264,12 @@ def _needed(nodes: set[Node], targets: set[int], accumulate: bool) -> set[Node]:
     return out
 
 
-def _pre_hooks(node: Node, grads: list[Tensor | None], accumulate: bool
-               ) -> list[Tensor | None]:
+def _pre_hooks(node: Node, grads: list[Tensor | None], accumulate: bool,
+               owned: dict[int, Tensor]) -> list[Tensor | None]:
     """Tensor hooks (in order; a hook may replace the gradient), then ``retain_grad``."""
     if isinstance(node, AccumulateGrad):
         for hook in list(node.variable._ag.hooks or ()):
+            owned.pop(id(grads[0]), None)  # the hook may keep it
             r = hook(grads[0])
             if r is not None:
                 grads[0] = r
@@ -258,6 +278,7 @@ def _pre_hooks(node: Node, grads: list[Tensor | None], accumulate: bool
         for nr, hooks in node.pre_hooks.items():
             for hook in list(hooks):
                 if grads[nr] is not None:
+                    owned.pop(id(grads[nr]), None)
                     r = hook(grads[nr])
                     if r is not None:
                         grads[nr] = r
@@ -270,10 +291,12 @@ def _pre_hooks(node: Node, grads: list[Tensor | None], accumulate: bool
 
 
 def _execute(node: Node, grads: list[Tensor | None], receivers: set[Node] | None,
-             retain_graph: bool, create_graph: bool, accumulate: bool, send: Any) -> None:
+             retain_graph: bool, create_graph: bool, accumulate: bool, send: Any,
+             owned: dict[int, Tensor]) -> None:
     if isinstance(node, AccumulateGrad):
         if accumulate:
-            _accumulate(node.variable, grads[0], create_graph)
+            g = grads[0]
+            _accumulate(node.variable, g, create_graph, owned.pop(id(g), None) is not None)
         return
     needs = [e is not None and (receivers is None or e[0] in receivers)
              for e in node.next_edges]
@@ -281,18 +304,21 @@ def _execute(node: Node, grads: list[Tensor | None], receivers: set[Node] | None
         return
     if node.released:
         raise RuntimeError(SECOND_BACKWARD)
+    for g in grads:
+        owned.pop(id(g), None)  # consumed
     in_grads = node.apply(grads, needs, create_graph)
     if not retain_graph:
         node.release()
-    for e, g, need in zip(node.next_edges, in_grads, needs):
+    fresh = getattr(in_grads, "fresh", ()) or (False,) * len(in_grads)
+    for e, g, need, made in zip(node.next_edges, in_grads, needs, fresh):
         if e is not None and g is not None and need:
-            send(e[0], e[1], g)
+            send(e[0], e[1], g, made)
 
 
-def _accumulate(t: Tensor, g: Tensor, create_graph: bool) -> None:
-    """``t.grad += g`` with PyTorch's rules: the first gradient is stored as a fresh copy
-    (never aliasing another tensor); later ones are added in place, or out of place
-    when the backward is itself recorded."""
+def _accumulate(t: Tensor, g: Tensor, create_graph: bool, owned: bool = False) -> None:
+    """``t.grad += g`` with PyTorch's rules: the first gradient is stored as is when only
+    the engine holds it, else as a copy (never aliasing another tensor); later ones are
+    added in place, or out of place when the backward is itself recorded."""
     from lamina.frontend.inplace import add_
 
     if tuple(g.shape) != tuple(t.shape) or g.dtype is not t.dtype:
@@ -301,7 +327,7 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool) -> None:
     ag = t._ag
     old = ag.grad
     if old is None:
-        ag.grad = ops.clone(g)
+        ag.grad = g if owned and not create_graph else ops.clone(g)
     elif create_graph or old.requires_grad:
         ag.grad = ops.add(old, g)
     else:

@@ -39,6 +39,17 @@ def test_first_gradient_is_a_private_copy() -> None:
     np.testing.assert_allclose(np_(y.grad), [1.0, 1.0])
 
 
+def test_a_gradient_a_hook_kept_is_not_reused_as_grad() -> None:
+    x, w = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    kept = []
+    x.register_hook(kept.append)
+    (x * w).sum().backward()
+    (x * w).sum().backward()  # accumulates into x.grad in place
+    np.testing.assert_allclose(np_(kept[0]), [3.0, 4.0])
+    np.testing.assert_allclose(np_(x.grad), [6.0, 8.0])
+    np.testing.assert_allclose(np_(w.grad), [2.0, 4.0])
+
+
 def test_second_backward_needs_retain_graph() -> None:
     x = leaf([1.0, 2.0])
     y = (x * x).sum()
