@@ -57,9 +57,13 @@ class Adagrad(Optimizer):
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
-                state = self.state[p]
-                state["step"] = lamina.tensor(0.0)
-                state["sum"] = lamina.full_like(p, initial_accumulator_value)
+                self._init_state(p, group)
+
+    def _init_state(self, p: lamina.Tensor, group: dict[str, Any]) -> None:
+        """Adagrad's state exists from construction on (PyTorch's state dicts show it)."""
+        state = self.state[p]
+        state["step"] = lamina.tensor(0.0)
+        state["sum"] = lamina.full_like(p, group["initial_accumulator_value"])
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One Adagrad update of every parameter that has a gradient."""
@@ -72,6 +76,8 @@ class Adagrad(Optimizer):
                 for p in group["params"]:
                     if p.grad is None:
                         continue
+                    if not self.state[p]:  # added by add_param_group after construction
+                        self._init_state(p, group)
                     state = self.state[p]
                     step = next_step(state)
                     clr = lr / (1 + (step - 1) * lr_decay)

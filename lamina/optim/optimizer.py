@@ -208,8 +208,10 @@ def check_common(lr: Any, differentiable: bool, foreach: Any, fused: Any) -> Non
 
 
 def next_step(state: dict[str, Any]) -> float:
-    """Advance ``state['step']`` (a 0-d float32 tensor, as in PyTorch); return the new count."""
-    step = state["step"].item() + 1.0
+    """Advance ``state['step']`` (a 0-d float32 tensor, as in PyTorch; old checkpoints hold
+    a number); return the new count."""
+    step = state["step"]
+    step = (step.item() if isinstance(step, lamina.Tensor) else float(step)) + 1.0
     state["step"] = lamina.from_numpy(np.array(step, dtype=np.float32))
     return step
 
@@ -257,7 +259,6 @@ class FusedRule:
 
         kernel.__name__ = kernel.__qualname__ = fn.__name__
         self.compiled = lamina.compile(kernel)
-        self.kernel = kernel
 
     def __call__(self, p: lamina.Tensor, g: lamina.Tensor, state: list[lamina.Tensor],
                  h: lamina.Tensor) -> list[lamina.Tensor]:
@@ -266,20 +267,9 @@ class FusedRule:
             return list(state)
         if g.dtype is not p.dtype:
             g = g.to(p.dtype)
-        if _is_symbolic(p):  # inside lamina.compile: the ops join the caller's trace
-            outs = self.kernel(p, g, *state, h)
-        else:
-            outs = self.compiled(p, g, *state, h)
+        outs = self.compiled(p, g, *state, h)
         p.copy_(outs[0])
         return list(outs[1:])
-
-
-def _is_symbolic(t: lamina.Tensor) -> bool:
-    try:
-        t.data_ptr()
-    except RuntimeError:
-        return True
-    return False
 
 
 def hyper(values: list[float], dtype: Any) -> lamina.Tensor:

@@ -306,3 +306,18 @@ def test_integration_with_autograd_linear_regression():
         loss.backward()
         opt.step()
     np.testing.assert_allclose(w.detach().numpy(), true_w, atol=1e-3)
+
+
+def test_adagrad_group_added_later_and_integer_step_from_old_checkpoints():
+    a = lamina.tensor([1.0]).requires_grad_(True)
+    b = lamina.tensor([2.0]).requires_grad_(True)
+    opt = optim.Adagrad([a], lr=0.5, initial_accumulator_value=1.0)
+    opt.add_param_group({"params": [b]})
+    b.grad = lamina.tensor([1.0])
+    opt.step()
+    np.testing.assert_allclose(b.numpy(), refs.adagrad(np.array([2.0]), [np.array([1.0])],
+                                                         lr=0.5, initial_accumulator_value=1.0),
+                               rtol=1e-6)
+    opt.state[b]["step"] = 4  # PyTorch < 1.12 stored a Python number
+    opt.step()
+    assert opt.state[b]["step"].item() == 5.0
