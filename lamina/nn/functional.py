@@ -599,14 +599,14 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
     return _reduce(_weighted(loss, weight), reduction)
 
 
-def _check_targets(target: Tensor, n_classes: int, ignore_index: int) -> None:
-    """PyTorch's bounds check of class indices (a host sync, like PyTorch's CPU kernel)."""
-    if target.numel() == 0:
+def _check_targets(safe: Tensor, n_classes: int) -> None:
+    """PyTorch's bounds check of class indices (host syncs, like PyTorch's CPU kernel);
+    ``safe`` holds the targets with ignored ones replaced by 0."""
+    if safe.numel() == 0:
         return
-    bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
-    if _any(bad):
-        value = int(lamina.where(bad, target, 0).abs().amax())
-        raise IndexError(f"Target {value} is out of bounds.")
+    lo, hi = int(safe.amin()), int(safe.amax())
+    if lo < 0 or hi >= n_classes:
+        raise IndexError(f"Target {hi if hi >= n_classes else lo} is out of bounds.")
 
 
 def _nll_checks(input: Tensor, target: Tensor, weight: Tensor | None) -> None:
@@ -640,30 +640,44 @@ def _nll_checks(input: Tensor, target: Tensor, weight: Tensor | None) -> None:
         )
 
 
-class _Picked:
-    """Class-index selection along the class axis through a mask (target == class), so a
-    pick is one compare + where + sum and needs no gather; ignored targets select nothing.
+def _nll(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
+         reduction: str, smoothing: float = 0.0) -> Tensor:
+    """``-weight[t] * logp[t]`` per sample (blended with the label-smoothing term), reduced.
+
+    The target class is selected with a mask (target == class), and every weight and
+    normalisation is folded into coefficients computed without gradient, so the tape
+    records only a ``where``, a product and a sum after ``log_softmax``.
     """
-
-    def __init__(self, input: Tensor, target: Tensor, ignore_index: int):
-        self.cdim = 0 if input.ndim == 1 else 1
-        self.n_classes = input.shape[self.cdim]
-        self.dtype = input.dtype
-        _check_targets(target, self.n_classes, ignore_index)
-        self.class_shape = _class_shape(input.ndim, self.n_classes, self.cdim)
-        classes = lamina.arange(self.n_classes).reshape(self.class_shape)
-        self.hit = target.unsqueeze(self.cdim) == classes
-        self.valid = target != ignore_index
-
-    def pick(self, x: Tensor) -> Tensor:
-        return lamina.where(self.hit, x, 0.0).sum(self.cdim)
-
-    def weights(self, weight: Tensor | None) -> Tensor:
-        """The weight of each sample's class (0 where the target is ignored)."""
-        if weight is None:
-            return self.valid.to(self.dtype)
-        w = self.pick(weight.to(self.dtype).reshape(self.class_shape))
-        return lamina.where(self.valid, w, 0.0)
+    cdim = 0 if logp.ndim == 1 else 1
+    n_classes = logp.shape[cdim]
+    cshape = _class_shape(logp.ndim, n_classes, cdim)
+    valid = target != ignore_index
+    _check_targets(lamina.where(valid, target, 0), n_classes)
+    hit = target.unsqueeze(cdim) == lamina.arange(n_classes).reshape(cshape)
+    if 0 <= ignore_index < n_classes:
+        hit = hit & valid.unsqueeze(cdim)
+    wcls = None if weight is None else weight.to(logp.dtype).reshape(cshape)
+    w = valid.to(logp.dtype) if wcls is None else lamina.where(hit, wcls, 0.0).sum(cdim)
+    picked = lamina.where(hit, logp, 0.0)  # one nonzero per sample along cdim
+    if reduction == "none":
+        loss = picked.sum(cdim) * -w
+        if smoothing:
+            wc = logp if wcls is None else logp * wcls
+            smooth = lamina.where(valid, wc.sum(cdim), 0.0)
+            loss = loss * (1 - smoothing) - smooth * (smoothing / n_classes)
+        return loss
+    # per-sample coefficient -w / sum(w) ('mean') or -w ('sum')
+    scale = -1.0 / w.sum() if reduction == "mean" else -1.0
+    coef = w * scale
+    if not smoothing:
+        return (picked * coef.unsqueeze(cdim)).sum()
+    # sum_c logp_c * ((1 - s) coef [c == t] + (s / C) scale w_c): the smoothing term
+    # spreads over all classes of the non-ignored samples
+    spread = valid.to(logp.dtype).unsqueeze(cdim) * (scale * (smoothing / n_classes))
+    if wcls is not None:
+        spread = spread * wcls
+    k = lamina.where(hit, coef.unsqueeze(cdim) * (1 - smoothing), 0.0) + spread
+    return (lamina.where(valid.unsqueeze(cdim), logp, 0.0) * k).sum()
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -674,14 +688,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     _nll_checks(input, target, weight)
-    sel = _Picked(input, target, ignore_index)
-    w = sel.weights(weight)
-    loss = -sel.pick(input) * w
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    return loss.sum() / w.sum()
+    return _nll(input, target, weight, ignore_index, reduction)
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -699,23 +706,12 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if input.ndim < 1:
         raise ValueError(f"Expected 1 or more dimensions (got {input.ndim})")
     cdim = 0 if input.ndim == 1 else 1
-    logp = log_softmax(input, cdim)
     if target.shape == input.shape and target.is_floating_point():
-        return _soft_cross_entropy(logp, target, weight, reduction, label_smoothing, cdim)
+        return _soft_cross_entropy(log_softmax(input, cdim), target, weight, reduction,
+                                   label_smoothing, cdim)
     _nll_checks(input, target, weight)
-    sel = _Picked(input, target, ignore_index)
-    w = sel.weights(weight)
-    loss = -sel.pick(logp) * w
-    if label_smoothing > 0.0:
-        # the smoothing term: -sum_c w_c log p_c per sample, over all classes
-        wc = logp if weight is None else logp * weight.reshape(sel.class_shape)
-        smooth = lamina.where(sel.valid, -wc.sum(cdim), 0.0)
-        loss = loss * (1 - label_smoothing) + smooth * (label_smoothing / sel.n_classes)
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    return loss.sum() / w.sum()
+    return _nll(log_softmax(input, cdim), target, weight, ignore_index, reduction,
+                label_smoothing)
 
 
 def _soft_cross_entropy(logp: Tensor, target: Tensor, weight: Tensor | None, reduction: str,

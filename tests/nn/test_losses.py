@@ -341,3 +341,37 @@ def test_legacy_size_average_reduce():
     assert loss(a, b).item() == 5.0
     with pytest.warns(UserWarning):
         assert F.l1_loss(a, b, reduce=False).shape == (2,)
+
+
+@needs_torch
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_with_masked_logits_vs_torch(smoothing, reduction):
+    # -inf logits of other classes (masked vocabularies) and ignored samples stay finite
+    x = np.array([[1.0, -np.inf, 0.5], [-np.inf, 2.0, -np.inf], [0.3, 0.2, -np.inf]],
+                 dtype=np.float32)
+    t = np.array([0, 1, -100])
+    la, ta = _pair(x)
+    lo = F.cross_entropy(la, lamina.tensor(t), reduction=reduction, label_smoothing=smoothing)
+    to = torch.nn.functional.cross_entropy(ta, torch.tensor(t), reduction=reduction,
+                                           label_smoothing=smoothing)
+    np.testing.assert_allclose(lo.detach().numpy(), to.detach().numpy(), rtol=1e-5)
+    if smoothing == 0.0:
+        lo.sum().backward()
+        to.sum().backward()
+        np.testing.assert_allclose(la.grad.numpy(), ta.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@needs_torch
+def test_cross_entropy_ignore_index_inside_class_range_with_zero_weight_class():
+    rng = _rng(12)
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    t = np.array([0, 1, 2, 3, 1, 2])
+    w = np.array([1.0, 2.0, 0.0, 1.5], dtype=np.float32)
+    for smoothing in (0.0, 0.2):
+        la, ta = _pair(x)
+        lo = F.cross_entropy(la, lamina.tensor(t), weight=lamina.tensor(w), ignore_index=1,
+                             label_smoothing=smoothing)
+        to = torch.nn.functional.cross_entropy(ta, torch.tensor(t), weight=torch.tensor(w),
+                                               ignore_index=1, label_smoothing=smoothing)
+        _check(lo, to, [la], [ta])
