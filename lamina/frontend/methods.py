@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from lamina.frontend import dtypes as dt
 from lamina.frontend import (
     inplace,
@@ -67,6 +69,17 @@ def _type(self: Tensor, dtype: dt.dtype | None = None) -> Any:
     return _to(self, dtype)
 
 
+def _compare(fn):
+    """``==``/``!=``: NotImplemented for operands that are not tensors or numbers, so Python
+    falls back to identity (``t == None`` is False), as with PyTorch."""
+    def op(self: Tensor, other: Any) -> Any:
+        if not isinstance(other, (Tensor, bool, int, float, np.generic)):
+            return NotImplemented
+        return fn(self, other)
+
+    return op
+
+
 def _size_args(args: tuple) -> tuple:
     return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
 
@@ -74,12 +87,12 @@ def _size_args(args: tuple) -> tuple:
 METHODS = {
     "__add__": ops.add, "__radd__": _rev(ops.add), "__sub__": ops.sub, "__rsub__": _rev(ops.sub),
     "__mul__": ops.mul, "__rmul__": _rev(ops.mul), "__truediv__": ops.div,
-    "__rtruediv__": _rev(ops.div), "__pow__": ops.pow, "__rpow__": _rev(ops.pow),
+    "__rtruediv__": ops.rdiv, "__pow__": ops.pow, "__rpow__": _rev(ops.pow),
     "__matmul__": ops.matmul, "__rmatmul__": _rev(ops.matmul), "__neg__": ops.neg,
     "__pos__": lambda self: self, "__abs__": ops.abs, "__invert__": ops.logical_not,
     "__and__": ops.logical_and, "__or__": ops.logical_or, "__xor__": ops.logical_xor,
-    "__eq__": ops.eq, "__ne__": ops.ne, "__lt__": ops.lt, "__le__": ops.le, "__gt__": ops.gt,
-    "__ge__": ops.ge, "__getitem__": views.getitem,
+    "__eq__": _compare(ops.eq), "__ne__": _compare(ops.ne), "__lt__": ops.lt,
+    "__le__": ops.le, "__gt__": ops.gt, "__ge__": ops.ge, "__getitem__": views.getitem,
     "add": ops.add, "sub": ops.sub, "mul": ops.mul, "div": ops.div, "pow": ops.pow,
     "maximum": ops.maximum, "minimum": ops.minimum, "eq": ops.eq, "ne": ops.ne, "lt": ops.lt,
     "le": ops.le, "gt": ops.gt, "ge": ops.ge, "matmul": ops.matmul, "mm": ops.mm,

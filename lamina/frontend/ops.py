@@ -198,7 +198,12 @@ _BROADCAST = (0,)
 
 
 def _cast(b: Builder, v: Value, to: dt.dtype) -> Value:
-    return v if v.type.dtype == to.ir else b("tensor.cast", v, dtype=to.ir)
+    if v.type.dtype == to.ir:
+        return v
+    if to in (dt.float16, dt.bfloat16) and v.type.dtype.name in ("f64", "i64", "i32"):
+        # PyTorch converts to float16/bfloat16 through float32 (so it rounds twice)
+        v = b("tensor.cast", v, dtype=dt.float32.ir)
+    return b("tensor.cast", v, dtype=to.ir)
 
 
 def _dtypes_of(args: Sequence[Any]) -> tuple[list[tuple[dt.dtype, int]], list[Any]]:
@@ -214,6 +219,7 @@ def _dtypes_of(args: Sequence[Any]) -> tuple[list[tuple[dt.dtype, int]], list[An
 
 
 def _binary(fn: str, a: Any, b: Any, kind: str = "arith") -> Tensor:
+    a, b = (x.item() if isinstance(x, np.generic) else x for x in (a, b))  # numpy scalars
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         raise TypeError(f"{fn}(): expected at least one Tensor argument")
     compute = dt.result_type(*_dtypes_of((a, b)))
@@ -224,6 +230,10 @@ def _binary(fn: str, a: Any, b: Any, kind: str = "arith") -> Tensor:
         out = dt.bool_
     elif kind == "logical":
         compute = out = dt.bool_
+    if fn in ("mul", "truediv") and compute in _HALF and _opmath_scalar(fn, a, b):
+        # PyTorch multiplies and divides a float16/bfloat16 tensor by a number (or by a 0-d
+        # tensor as the second operand) in float32, the number not rounded to the half type
+        compute = dt.float32
     tname = _TENSOR_NAME.get(fn, fn)
     if kind == "arith" and compute is dt.bool_:
         if fn == "sub":
@@ -233,6 +243,15 @@ def _binary(fn: str, a: Any, b: Any, kind: str = "arith") -> Tensor:
         tname = _BOOL_ARITH.get(fn, tname)
     return _elementwise(("ew", tname, compute.name, out.name), f"tensor.{tname}", (a, b),
                         compute, out)
+
+
+_HALF = (dt.float16, dt.bfloat16)
+
+
+def _opmath_scalar(fn: str, a: Any, b: Any) -> bool:
+    if isinstance(b, Number) or isinstance(b, Tensor) and b.ndim == 0:
+        return True
+    return fn == "mul" and isinstance(a, Number)
 
 
 _TENSOR_NAME = {"maximum": "maximum", "minimum": "minimum", "truediv": "div",
@@ -293,6 +312,12 @@ def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
     if rounding_mode is not None:
         raise NotImplementedError("div(rounding_mode=...) is not supported yet")
     return _binary("truediv", input, other, "truediv")
+
+
+def rdiv(self: Tensor, other: Any) -> Tensor:
+    """``number / tensor`` (``Tensor.__rtruediv__``): ``reciprocal(tensor) * number``, rounded
+    twice, as PyTorch computes it."""
+    return mul(_binary("truediv", 1, self, "truediv"), other)
 
 
 def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001 - PyTorch's name
@@ -447,16 +472,18 @@ def _reduce(fn: str, x: Tensor, dim: Any, keepdim: bool, dtype: dt.dtype | None 
     kept = tuple(d for i, d in enumerate(x.shape) if i not in dims)
     keep_shape = tuple(1 if i in dims else d for i, d in enumerate(x.shape))
     base_fn = "sum" if fn == "mean" else fn
+    # the mean of float16/bfloat16 is scaled in float32 and rounded once, like PyTorch's
+    acc_dtype = dt.float32 if fn == "mean" and out_dtype in _HALF else out_dtype
     n = 1
     for d in dims:
         n *= x.shape[d]
 
     def semantic(b: Builder, v: Value) -> Value:
-        if base_fn in ("sum", "prod") and v.type.dtype != out_dtype.ir:
-            v = b("tensor.cast", v, dtype=out_dtype.ir)
-        if not dims:
-            return v
-        return b(f"tensor.{fn}", v, dims=dims, keepdim=keepdim)
+        if base_fn in ("sum", "prod") and v.type.dtype != acc_dtype.ir:
+            v = b("tensor.cast", v, dtype=acc_dtype.ir)
+        if dims:
+            v = b(f"tensor.{fn}", v, dims=dims, keepdim=keepdim)
+        return v if v.type.dtype == out_dtype.ir else b("tensor.cast", v, dtype=out_dtype.ir)
 
     def eager() -> Tensor:
         if not dims:
@@ -466,15 +493,16 @@ def _reduce(fn: str, x: Tensor, dim: Any, keepdim: bool, dtype: dt.dtype | None 
             result = full(kept, init, dtype=out_dtype)
         else:
             def build(b: Builder, v: Value) -> Value:
-                if base_fn in ("sum", "prod") and v.type.dtype != out_dtype.ir:
-                    v = b("tensor.cast", v, dtype=out_dtype.ir)
+                if base_fn in ("sum", "prod") and v.type.dtype != acc_dtype.ir:
+                    v = b("tensor.cast", v, dtype=acc_dtype.ir)
                 return b(f"tensor.{base_fn}", v, dims=dims, keepdim=False)
 
-            (res,) = dispatch.run_eager(("reduce", base_fn, dims, out_dtype.name), build,
+            (res,) = dispatch.run_eager(("reduce", base_fn, dims, acc_dtype.name), build,
                                         [x._a], [x._dtype.ir])
-            result = Tensor._wrap(res.reshape(kept), out_dtype)
+            result = Tensor._wrap(res.reshape(kept), acc_dtype)
             if fn == "mean":
-                result = mul(result, 1.0 / n)
+                result = _elementwise(("ew", "mul", acc_dtype.name, out_dtype.name),
+                                      "tensor.mul", (result, 1.0 / n), acc_dtype, out_dtype)
         return Tensor._wrap(result._a.reshape(keep_shape), out_dtype) if keepdim else result
 
     return dispatch.apply(fn, semantic, (x,), eager)
@@ -613,7 +641,7 @@ def _eager_matmul(a: Tensor, b: Tensor, ash: tuple, bsh: tuple, batch: tuple,
     b3 = b.reshape(bsh).expand(batch + bsh[-2:]).reshape(-1, k, n) if batch else \
         b.reshape(bsh)
     # the contraction kernel reads rows with vector loads: give it unit inner strides
-    av, bv = _unit_inner(a3._a), _unit_inner(b3._a)
+    av, bv = _unit_inner(a3._a, a._dtype), _unit_inner(b3._a, a._dtype)
     rank = av.ndim
 
     def build(bb: Builder, x: Value, y: Value) -> Value:
@@ -623,12 +651,12 @@ def _eager_matmul(a: Tensor, b: Tensor, ash: tuple, bsh: tuple, batch: tuple,
     return Tensor._wrap(res.reshape(out_shape), a._dtype)
 
 
-def _unit_inner(a: np.ndarray) -> np.ndarray:
+def _unit_inner(a: np.ndarray, dtype: dt.dtype) -> np.ndarray:
     if a.strides[-1] == a.itemsize or a.shape[-1] == 1 and a.strides[-1] == 0:
         if a.shape[-1] == 1 and a.strides[-1] != a.itemsize:
             return _restride(a, a.shape, a.strides[:-1] + (a.itemsize,))
         return a
-    return clone(Tensor._wrap(a))._a
+    return clone(Tensor._wrap(a, dtype))._a
 
 
 def mm(input: Tensor, mat2: Tensor) -> Tensor:
@@ -743,9 +771,12 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: dt.dtype | None
         if dtype is dt.bool_:
             dtype = dt.int64
     n = builtins.max(0, int(np.ceil((end - start) / step)))
+    values = np.arange(n, dtype=np.float64 if dtype.category == 2 else np.int64) * step + start
+    if dtype in (dt.float16, dt.bfloat16):  # rounded through float32, like tensor()
+        return tensor(values, dtype=dtype, requires_grad=requires_grad)
     a = _alloc((n,), dtype)
     if n:
-        a[...] = np.arange(n, dtype=np.float64 if dtype.category == 2 else np.int64) * step + start
+        a[...] = values
     return _leaf(Tensor._wrap(a, dtype), requires_grad)
 
 
@@ -755,26 +786,31 @@ def tensor(data: Any, *, dtype: dt.dtype | None = None, device: Any = None,
     from lamina.frontend.device import check_device
 
     check_device(device, "tensor")
-    if isinstance(data, Tensor):
-        data = data.numpy()
+    if isinstance(data, Tensor):  # a copy (bfloat16 has no numpy form: copy by a kernel)
+        src = data.detach()
+        out = clone(src) if dtype is None or dtype is src.dtype else cast(src, dtype)
+        return _leaf(out, requires_grad)
     arr = np.asarray(data)
+    # numpy arrays and numpy scalars keep their dtype; Python numbers get the defaults
+    typed = isinstance(data, (np.ndarray, np.generic))
     if dtype is None:
         if arr.dtype.kind == "f":
-            dtype = dt.float64 if isinstance(data, np.ndarray) and arr.dtype == np.float64 \
-                else dt.default_float
-            if isinstance(data, np.ndarray):
-                dtype = dt.from_numpy(arr.dtype)
+            dtype = dt.from_numpy(arr.dtype) if typed else dt.default_float
         elif arr.dtype.kind in "iu":
-            dtype = dt.int64 if not isinstance(data, np.ndarray) else dt.from_numpy(arr.dtype)
+            dtype = dt.int64 if not typed else dt.from_numpy(arr.dtype)
         elif arr.dtype.kind == "b":
             dtype = dt.bool_
         else:
             raise TypeError(f"tensor(): could not infer dtype of {type(data).__name__} "
                             f"(numpy dtype {arr.dtype})")
     out = _alloc(arr.shape, dtype)
-    if dtype is dt.bfloat16:
-        f = np.ascontiguousarray(arr, dtype=np.float32).view(np.uint32)
-        out[...] = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)
+    if dtype is dt.bfloat16:  # through float32, as PyTorch converts
+        f32 = np.ascontiguousarray(arr, dtype=np.float32)
+        f = f32.view(np.uint32)
+        bits = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)
+        out[...] = np.where(np.isnan(f32), np.uint16(0x7FC0), bits)
+    elif dtype is dt.float16:
+        out[...] = np.asarray(arr, dtype=np.float32)
     else:
         out[...] = arr
     return _leaf(Tensor._wrap(out, dtype), requires_grad)

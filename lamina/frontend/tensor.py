@@ -35,6 +35,8 @@ class Tensor:
     """A tensor with PyTorch's API. Concrete (``_a`` is a numpy view) or symbolic."""
 
     __slots__ = ("_a", "_dtype", "_shape", "_value", "_trace", "_ag", "__weakref__")
+    # numpy defers binary operators with a tensor to the tensor (np.float64(2) * t is a Tensor)
+    __array_priority__ = 1000
 
     def __init__(self, *args: Any, **kwargs: Any):
         raise TypeError("use lamina.tensor(...), lamina.empty(...) or another factory")
@@ -165,17 +167,39 @@ class Tensor:
         return (self[i] for i in range(self._shape[0]))
 
     def __bool__(self) -> bool:
-        if self.numel() != 1:
-            raise RuntimeError(
-                f"Boolean value of Tensor with {self.numel()} elements is ambiguous"
-            )
+        n = self.numel()
+        if n != 1:
+            what = "no values" if n == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
         return bool(self.item())
 
+    def _one_element(self) -> bool | int | float:
+        if self.numel() != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.item()
+
     def __float__(self) -> float:
-        return float(self.item())
+        return float(self._one_element())
 
     def __int__(self) -> int:
-        return int(self.item())
+        return int(self._one_element())
+
+    def __contains__(self, element: Any) -> bool:
+        """``element in t``: whether any element equals it (a tensor broadcasts)."""
+        if not isinstance(element, (Tensor, bool, int, float)):
+            raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you "
+                               f"passed in a {type(element)}.")
+        from lamina.frontend import ops
+
+        return bool(ops.sum(ops.eq(self, element)).item() > 0)
+
+    def __format__(self, format_spec: str) -> str:
+        if self.ndim == 0 and self._a is not None:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
+    def nelement(self) -> int:
+        return self.numel()
 
     def __index__(self) -> int:
         if self._dtype.category != 1 or self.numel() != 1:
