@@ -13,6 +13,7 @@ from lamina.autograd import (
     no_grad,
     set_grad_enabled,
 )
+from lamina.export import ExportedProgram, export, load_exported
 from lamina.frontend import methods as _methods  # noqa: F401 - binds Tensor methods
 from lamina.frontend.compile import compile
 from lamina.frontend.device import device
