@@ -9,7 +9,8 @@ or diagonal offsets: all are kernel arguments).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -63,6 +64,28 @@ def _size(size: tuple, op: str) -> tuple[int, ...]:
     return ops._shape_arg(size, op)
 
 
+def _options(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """PyTorch's keyword options of creation functions: ``layout``, ``pin_memory`` and
+    ``memory_format`` mean nothing for CPU strided tensors; ``out=`` receives a copy of the
+    result (it must have its shape and dtype). Any other unknown keyword is a TypeError."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, out: Tensor | None = None, layout: Any = None,
+                pin_memory: bool = False, memory_format: Any = None, **kwargs: Any) -> Tensor:
+        r = fn(*args, **kwargs)
+        if out is None:
+            return r
+        if not isinstance(out, Tensor):
+            raise TypeError(f"{fn.__name__}(): argument 'out' must be Tensor, not "
+                            f"{type(out).__name__}")
+        if tuple(out.shape) != tuple(r.shape) or out.dtype is not r.dtype:
+            raise RuntimeError(f"{fn.__name__}(): out= has shape {list(out.shape)} and dtype "
+                               f"{out.dtype}, the result {list(r.shape)} and {r.dtype}")
+        return out.copy_(r)
+
+    return wrapper
+
+
 def _write(self: Tensor, value: Tensor) -> Tensor:
     """``self`` overwritten with ``value`` (same dtype and shape): the in-place samplers."""
     return self.copy_(value)
@@ -83,8 +106,9 @@ def _normal(shape: Sequence[int], mean: float, std: float, dtype: dt.dtype,
                     [(mean, dt.float64), (std, dt.float64)], generator)
 
 
+@_options
 def rand(*size: Any, generator: Generator | None = None, dtype: dt.dtype | None = None,
-         device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:
+         device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) (``torch.rand``)."""
     check_device(device, "rand")
     dtype = _float_dtype(dtype, "rand")
@@ -92,8 +116,9 @@ def rand(*size: Any, generator: Generator | None = None, dtype: dt.dtype | None 
                  requires_grad)
 
 
+@_options
 def randn(*size: Any, generator: Generator | None = None, dtype: dt.dtype | None = None,
-          device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:
+          device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples (``torch.randn``)."""
     check_device(device, "randn")
     dtype = _float_dtype(dtype, "randn")
@@ -101,25 +126,26 @@ def randn(*size: Any, generator: Generator | None = None, dtype: dt.dtype | None
                  requires_grad)
 
 
+@_options
 def rand_like(input: Tensor, *, dtype: dt.dtype | None = None, device: Any = None,
-              requires_grad: bool = False, generator: Generator | None = None,
-              **_: Any) -> Tensor:
+              requires_grad: bool = False, generator: Generator | None = None) -> Tensor:
     ops._check_tensor(input, "rand_like")
     return rand(tuple(input.shape), dtype=dtype or input.dtype, device=device,
                 requires_grad=requires_grad, generator=generator)
 
 
+@_options
 def randn_like(input: Tensor, *, dtype: dt.dtype | None = None, device: Any = None,
-               requires_grad: bool = False, generator: Generator | None = None,
-               **_: Any) -> Tensor:
+               requires_grad: bool = False, generator: Generator | None = None) -> Tensor:
     ops._check_tensor(input, "randn_like")
     return randn(tuple(input.shape), dtype=dtype or input.dtype, device=device,
                  requires_grad=requires_grad, generator=generator)
 
 
+@_options
 def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, *,
            generator: Generator | None = None, dtype: dt.dtype | None = None,
-           device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:
+           device: Any = None, requires_grad: bool = False) -> Tensor:
     """``torch.normal``: tensor or float ``mean``/``std`` (broadcast), or floats and ``size``."""
     check_device(device, "normal")
     tensors = [x for x in (mean, std) if isinstance(x, Tensor)]
@@ -189,9 +215,10 @@ def _randint_args(args: tuple, low: Any, high: Any, size: Any, op: str) -> tuple
     return int(low), int(high), size
 
 
+@_options
 def randint(*args: Any, size: Any = None, low: Any = None, high: Any = None,
             generator: Generator | None = None, dtype: dt.dtype | None = None,
-            device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:
+            device: Any = None, requires_grad: bool = False) -> Tensor:
     """Integers in [low, high) (``torch.randint(low=0, high, size)``; int64 by default)."""
     check_device(device, "randint")
     low, high, size = _randint_args(args, low, high, size, "randint")
@@ -200,18 +227,19 @@ def randint(*args: Any, size: Any = None, low: Any = None, high: Any = None,
                  requires_grad)
 
 
+@_options
 def randint_like(input: Tensor, *args: Any, low: Any = None, high: Any = None,
                  dtype: dt.dtype | None = None, device: Any = None,
-                 requires_grad: bool = False, generator: Generator | None = None,
-                 **_: Any) -> Tensor:
+                 requires_grad: bool = False, generator: Generator | None = None) -> Tensor:
     ops._check_tensor(input, "randint_like")
     low, high, _ = _randint_args(args + (tuple(input.shape),), low, high, None, "randint_like")
     return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype, device=device,
                    requires_grad=requires_grad, generator=generator)
 
 
+@_options
 def randperm(n: int, *, generator: Generator | None = None, dtype: dt.dtype | None = None,
-             device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:
+             device: Any = None, requires_grad: bool = False) -> Tensor:
     """A random permutation of 0..n-1: the stable argsort of 63-bit random keys."""
     check_device(device, "randperm")
     n = int(_number(n, "randperm", "n"))
@@ -279,8 +307,8 @@ def _check_probabilities(p: Tensor, op: str) -> None:
         raise RuntimeError(f"{op}: Expected p_in >= 0 && p_in <= 1 to be true, but got false")
 
 
-def bernoulli(input: Tensor, p: Any = None, *, generator: Generator | None = None,
-              **_: Any) -> Tensor:
+@_options
+def bernoulli(input: Tensor, p: Any = None, *, generator: Generator | None = None) -> Tensor:
     """1 with probability ``input`` (or ``p``) elementwise, in ``input``'s dtype."""
     ops._check_tensor(input, "bernoulli")
     if p is not None and not isinstance(p, Tensor):
@@ -302,8 +330,9 @@ def _exponential(shape: Sequence[int], rate: float, dtype: dt.dtype,
                     [(rate, dt.float64)], generator)
 
 
+@_options
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
-                generator: Generator | None = None, **_: Any) -> Tensor:
+                generator: Generator | None = None) -> Tensor:
     """Category indices drawn with weights ``input`` (1-d or one distribution per row)."""
     ops._check_tensor(input, "multinomial")
     if input.ndim not in (1, 2):
@@ -470,21 +499,24 @@ def _space(op: str, start: Any, end: Any, steps: Any, base: float | None,
     return _leaf(Tensor._wrap(res, dtype), requires_grad)
 
 
+@_options
 def linspace(start: Any, end: Any, steps: int, *, dtype: dt.dtype | None = None,
-             device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:
+             device: Any = None, requires_grad: bool = False) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` (computed by a kernel)."""
     return _space("linspace", start, end, steps, None, dtype, device, requires_grad)
 
 
+@_options
 def logspace(start: Any, end: Any, steps: int, base: float = 10.0, *,
-             dtype: dt.dtype | None = None, device: Any = None, requires_grad: bool = False,
-             **_: Any) -> Tensor:
+             dtype: dt.dtype | None = None, device: Any = None,
+             requires_grad: bool = False) -> Tensor:
     """``base ** linspace(start, end, steps)``."""
     return _space("logspace", start, end, steps, float(base), dtype, device, requires_grad)
 
 
+@_options
 def eye(n: int, m: int | None = None, *, dtype: dt.dtype | None = None, device: Any = None,
-        requires_grad: bool = False, **_: Any) -> Tensor:
+        requires_grad: bool = False) -> Tensor:
     """The ``n x m`` identity matrix (ones where row == column)."""
     check_device(device, "eye")
     m = n if m is None else m
@@ -537,12 +569,14 @@ def _triangle(op: str, x: Tensor, diagonal: int) -> Tensor:
     return dispatch.apply(op, build, (x, diag), eager)
 
 
-def tril(input: Tensor, diagonal: int = 0, **_: Any) -> Tensor:
+@_options
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
     """The lower triangle (``col - row <= diagonal``) of the last two dims; zeros elsewhere."""
     return _triangle("tril", input, diagonal)
 
 
-def triu(input: Tensor, diagonal: int = 0, **_: Any) -> Tensor:
+@_options
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
     """The upper triangle (``col - row >= diagonal``) of the last two dims; zeros elsewhere."""
     return _triangle("triu", input, diagonal)
 
@@ -552,32 +586,37 @@ def _new_kw(self: Tensor, dtype: dt.dtype | None) -> dt.dtype:
     return dtype or self.dtype
 
 
+@_options
 def new_zeros(self: Tensor, *size: Any, dtype: dt.dtype | None = None, device: Any = None,
-              requires_grad: bool = False, **_: Any) -> Tensor:
+              requires_grad: bool = False) -> Tensor:
     return _leaf(ops.zeros(_size(size, "new_zeros"), dtype=_new_kw(self, dtype),
                            device=device), requires_grad)
 
 
+@_options
 def new_ones(self: Tensor, *size: Any, dtype: dt.dtype | None = None, device: Any = None,
-             requires_grad: bool = False, **_: Any) -> Tensor:
+             requires_grad: bool = False) -> Tensor:
     return _leaf(ops.ones(_size(size, "new_ones"), dtype=_new_kw(self, dtype), device=device),
                  requires_grad)
 
 
+@_options
 def new_empty(self: Tensor, *size: Any, dtype: dt.dtype | None = None, device: Any = None,
-              requires_grad: bool = False, **_: Any) -> Tensor:
+              requires_grad: bool = False) -> Tensor:
     return _leaf(ops.empty(_size(size, "new_empty"), dtype=_new_kw(self, dtype),
                            device=device), requires_grad)
 
 
+@_options
 def new_full(self: Tensor, size: Any, fill_value: Any, *, dtype: dt.dtype | None = None,
-             device: Any = None, requires_grad: bool = False, **_: Any) -> Tensor:
+             device: Any = None, requires_grad: bool = False) -> Tensor:
     return _leaf(ops.full(_size((size,), "new_full"), fill_value,
                           dtype=_new_kw(self, dtype), device=device), requires_grad)
 
 
+@_options
 def new_tensor(self: Tensor, data: Any, *, dtype: dt.dtype | None = None, device: Any = None,
-               requires_grad: bool = False, **_: Any) -> Tensor:
+               requires_grad: bool = False) -> Tensor:
     if isinstance(data, Tensor):
         data = ops.contiguous(data.detach() if hasattr(data, "detach") else data)
         if data.dtype is dt.bfloat16:
@@ -593,7 +632,7 @@ _TYPE_NAMES = {
 }
 
 
-def type_(self: Tensor, dtype: Any = None, non_blocking: bool = False, **_: Any) -> Any:
+def type_(self: Tensor, dtype: Any = None, non_blocking: bool = False) -> Any:
     """``Tensor.type()``: the type name (``lamina.FloatTensor``), or a cast to ``dtype`` (a
     dtype or such a name)."""
     if dtype is None:

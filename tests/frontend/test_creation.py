@@ -213,3 +213,15 @@ def test_type_names(dtype, name):
     assert lamina.ones(2).type(dtype).dtype is dtype
     if torch is not None:
         assert torch.zeros(2, dtype=getattr(torch, dtype.name)).type() == f"torch.{name}"
+
+
+def test_keyword_options():
+    out = lamina.empty(3)
+    assert lamina.rand(3, out=out) is out and out.numpy().max() < 1
+    assert lamina.eye(2, out=lamina.zeros(2, 2)).tolist() == [[1, 0], [0, 1]]
+    assert lamina.randn(2, layout=None, pin_memory=False).shape == (2,)
+    assert lamina.rand_like(out, memory_format=None).shape == (3,)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
+        lamina.rand(3, foo=1)
+    with pytest.raises(RuntimeError, match="out= has shape"):
+        lamina.linspace(0, 1, 3, out=lamina.empty(2))
