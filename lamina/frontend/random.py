@@ -23,8 +23,9 @@ How bits become numbers (each element uses its own words of the stream):
   ``u1`` in ``(0, 1)`` (no log of 0) and ``u2`` in ``[0, 1)``, 32 bits each (53
   for float64), then ``mean + std * z`` rounded once to the dtype. Only the cosine
   half is used, so each element has its own pair of uniforms.
-* integers in ``[low, high)``: ``low + bits mod (high - low)`` with 32 bits
-  (63 bits from two words when the range exceeds 2**32).
+* integers in ``[low, high)``: ``low + floor(w * span / 2**32)`` for a 32-bit word ``w``
+  and ``span = high - low <= 2**32`` (a multiply and a shift: no division), else
+  ``low + x mod span`` with 63 bits ``x`` from two words.
 * bernoulli(p): ``u < p`` with a 32-bit ``u`` compared in float64.
 * exponential(rate): ``-log1p(-u) / rate`` in float64.
 """
@@ -261,11 +262,15 @@ def _bits63(b: Builder, key: Value, offset: Value) -> Value:
 
 
 def randint_core(dtype: dt.dtype, wide: bool) -> tuple[int, Core]:
-    """(stride, build) of ``low + bits mod span`` (63 bits when ``wide``)."""
+    """(stride, build) of an integer in ``[low, low + span)`` (see the module docstring)."""
 
     def build(b: Builder, key: Value, offset: Value, low: Value, span: Value) -> Value:
-        x = _bits63(b, key, offset) if wide else _bits(b, key, offset, 1)[0]
-        r = b("tensor.add", low, b("tensor.rem", x, span))
+        if wide:
+            r = b("tensor.rem", _bits63(b, key, offset), span)
+        else:  # floor(bits * span / 2**32): a multiply and a shift instead of a division
+            prod = b("tensor.mul", _bits(b, key, offset, 1)[0], span)
+            r = b("tensor.and", _shr(b, prod, 32), _const(b, 0xFFFFFFFF, i64))
+        r = b("tensor.add", low, r)
         return r if dtype is dt.int64 else b("tensor.cast", r, dtype=dtype.ir)
 
     return (2 if wide else 1), build
