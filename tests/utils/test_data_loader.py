@@ -341,3 +341,25 @@ def test_workers_end_with_their_parent(exit_call):
     while any(_alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.05)
     assert not any(_alive(p) for p in pids)
+
+
+def test_tensor_dataset_batches_equal_stacked_rows():
+    from lamina.utils.data import Subset, default_collate
+
+    rng = np.random.default_rng(0)
+    x = lamina.tensor(rng.standard_normal((23, 3, 2)).astype(np.float32))
+    y = lamina.tensor(rng.integers(0, 10, 23))
+    ds = TensorDataset(x, y)
+    sub = Subset(Subset(ds, list(range(22, -1, -1))), [0, 5, 7, 9, 11, 3, 2])
+    for data, sampler in ((ds, None), (sub, None), (ds, [4, -1, 2])):
+        fast = list(DataLoader(data, batch_size=4, sampler=sampler))
+        slow = list(DataLoader(data, batch_size=4, sampler=sampler,
+                               collate_fn=lambda b: default_collate(b)))
+        assert len(fast) == len(slow)
+        for f, s in zip(fast, slow):
+            assert isinstance(f, list) and len(f) == 2
+            for a, b in zip(f, s):
+                assert a.dtype is b.dtype and a.shape == b.shape
+                np.testing.assert_array_equal(a.numpy(), b.numpy())
+    rows = next(iter(DataLoader(sub, batch_size=3)))
+    np.testing.assert_array_equal(rows[1].numpy(), y.numpy()[[22, 17, 15]])

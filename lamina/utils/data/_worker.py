@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 import lamina
+from lamina.utils.data.collate import default_collate
+from lamina.utils.data.dataset import Subset, TensorDataset
 
 # How often (seconds) a waiting worker checks that it should stop (its parent died, or
 # the loader shut down without its ``None`` arriving: queues collected by the garbage
@@ -119,15 +121,39 @@ def _reduce_tensor(t: lamina.Tensor) -> tuple:
 ForkingPickler.register(lamina.Tensor, _reduce_tensor)
 
 
+def _tensor_rows(dataset: Any) -> tuple[tuple, list | None] | None:
+    """The tensors behind a TensorDataset (possibly inside Subsets) and the index map."""
+    mapping = None
+    while type(dataset) is Subset:
+        inner = list(dataset.indices)
+        mapping = inner if mapping is None else [inner[i] for i in mapping]
+        dataset = dataset.dataset
+    if type(dataset) is not TensorDataset:
+        return None
+    return dataset.tensors, mapping
+
+
 class _MapFetcher:
     def __init__(self, dataset: Any, auto_collation: bool, collate_fn: Any, drop_last: bool):
         self.dataset = dataset
         self.auto_collation = auto_collation
         self.collate_fn = collate_fn
+        # default_collate of TensorDataset rows is one gather per tensor: the same batch as
+        # stacking len(batch) row views, without a kernel operand per row.
+        self.rows = _tensor_rows(dataset) if (auto_collation and
+                                              collate_fn is default_collate) else None
 
     def fetch(self, index: Any) -> Any:
         if not self.auto_collation:
             return self.collate_fn(self.dataset[index])
+        if self.rows is not None and index:
+            tensors, mapping = self.rows
+            n = len(self.dataset)
+            if all(type(i) is int and 0 <= i < n for i in index):
+                if mapping is not None:
+                    index = [mapping[i] for i in index]
+                picked = lamina.tensor(index, dtype=lamina.int64)
+                return [lamina.index_select(t, 0, picked) for t in tensors]
         many = getattr(self.dataset, "__getitems__", None)
         data = many(index) if many is not None else [self.dataset[i] for i in index]
         return self.collate_fn(data)
