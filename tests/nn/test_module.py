@@ -267,7 +267,9 @@ def test_to_and_dtype_conversions():
     m = Net()
     m.block.register_buffer("count", lamina.zeros(1, dtype=lamina.int64))
     m.block.fc.weight.grad = lamina.ones(3, 4)
+    weight = m.block.fc.weight
     m.double()
+    assert m.block.fc.weight is weight  # identity kept: optimizers still hold it
     assert all(p.dtype == lamina.float64 for p in m.parameters())
     assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in m.parameters())
     assert m.block.count.dtype == lamina.int64 and m.block.steps.dtype == lamina.float64

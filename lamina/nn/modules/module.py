@@ -361,26 +361,27 @@ class Module:
 
     # -- conversion ------------------------------------------------------------------
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Module:
-        """Replace every parameter, gradient and buffer ``t`` by ``fn(t)`` (when it changes).
+        """Replace the values of every parameter, gradient and buffer ``t`` by ``fn(t)``.
 
-        A changed parameter becomes a new ``Parameter`` object: optimizers must be built
-        after moving a model, as PyTorch's documentation recommends.
+        Parameters and gradients keep their identity (their ``.data`` is swapped, like
+        PyTorch's), so an optimizer built before ``model.double()`` still holds them.
         """
         if recurse:
             for m in self.children():
                 m._apply(fn)
-        for key, p in self._parameters.items():
+        for p in self._parameters.values():
             if p is None:
                 continue
             with lamina.no_grad():
                 new = fn(p)
-            if new is p:
-                continue
-            new_p = Parameter(new, p.requires_grad)
-            if p.grad is not None:
+            if new is not p:
+                p.data = new
+            g = p.grad
+            if g is not None:
                 with lamina.no_grad():
-                    new_p.grad = fn(p.grad)
-            self._parameters[key] = new_p
+                    new_g = fn(g)
+                if new_g is not g:
+                    g.data = new_g
         for key, b in self._buffers.items():
             if b is not None:
                 self._buffers[key] = fn(b)
