@@ -367,7 +367,7 @@ def apply_node(node: Any, grads: list[Tensor | None], needs: Sequence[bool],
         raise RuntimeError(SECOND_BACKWARD)
     prog = program_for(node, needs, _outputs_intact(node))
     args = node.args
-    for i in prog.reads_args.union(node.aliased):
+    for i in prog.reads_args:
         a = args[i]
         if isinstance(a, Tensor):
             check_version(a, node.versions[i], node, i)

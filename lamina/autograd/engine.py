@@ -18,6 +18,7 @@ from lamina.autograd.graph import (
     AccumulateGrad,
     Edge,
     Node,
+    check_view,
     existing_accumulator,
     gradient_edge,
 )
@@ -47,6 +48,7 @@ def _seed_grads(outputs: tuple[Tensor, ...], grads: tuple[Any, ...], what: str
         if not out.requires_grad:
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
                                "a grad_fn")
+        check_view(out)
         if g is None:
             if out.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")

@@ -98,7 +98,7 @@ class OpNode(Node):
     """The backward of one recorded frontend op (see ``lamina.autograd.derivative``)."""
 
     __slots__ = ("op", "build", "args", "versions", "scalar_dtype", "out_types", "outs",
-                 "out_versions", "aliased", "_name")
+                 "out_versions", "view_epoch", "_name")
 
     def __init__(self, op: str, build: Callable, args: list[Any], edges: list[Edge | None],
                  scalar_dtype: dt.dtype | None, outs: Sequence[Tensor]):
@@ -111,8 +111,7 @@ class OpNode(Node):
         self.out_types = [(tuple(t.shape), t.dtype) for t in outs]
         self.outs: list[np.ndarray] | None = [t._a for t in outs]
         self.out_versions = [storage_version(a) for a in self.outs]
-        # inputs an output is a view of: they must be unchanged at backward, read or not
-        self.aliased: tuple[int, ...] = ()
+        self.view_epoch = 0  # for a view: its storage's history epoch when it was made
         self._name: str | None = None
 
     def name(self) -> str:
@@ -224,23 +223,61 @@ def record(name: str, build: Callable, args: Sequence[Any], out: Any,
         return
     if inference:
         raise RuntimeError(INFERENCE_SAVE_ERROR)
+    for a in args:
+        if isinstance(a, Tensor) and a._ag is not None and a._ag.is_view:
+            check_view(a)
     outs = (out,) if isinstance(out, Tensor) else tuple(out)
     if not any(t._dtype.is_floating_point for t in outs):
         return
     if any(t._a is None for t in outs):
         return  # symbolic (inside lamina.compile): the autodiff pass differentiates traces
     node = OpNode(name, build, list(args), collect_edges(args), scalar_dtype, outs)
-    owners = [id(storage_owner(a._a)) if isinstance(a, Tensor) else None for a in args]
-    aliased: set[int] = set()
+    owners = {id(storage_owner(a._a)) for a in args if isinstance(a, Tensor)}
     for i, t in enumerate(outs):
         if not t._dtype.is_floating_point or any(t is a for a in args):
             continue
         set_history(t, node, i)
-        owner = id(storage_owner(t._a))
-        if owner in owners:
+        if id(storage_owner(t._a)) in owners:
             t._ag.is_view = True
-            aliased.update(k for k, o in enumerate(owners) if o == owner)
-    node.aliased = tuple(sorted(aliased))
+            node.view_epoch = storage_epoch(t._a)
+
+
+# -- history epochs: a view goes stale when its storage's history is rewritten ---------------
+# An in-place op that is recorded gives the written tensor a new history; the other views
+# of that storage still carry the old one (PyTorch regenerates theirs; the tape refuses
+# to use them). Counted per storage like versions; no entry is epoch 0.
+_epochs: dict[int, list] = {}
+
+STALE_VIEW = (
+    "a view of a tensor is used after an in-place operation recorded by autograd rewrote the "
+    "history of its storage (the view's own history is stale; PyTorch would regenerate it, "
+    "which is not supported yet): take the view again after the in-place operation")
+
+
+def storage_epoch(a: np.ndarray) -> int:
+    e = _epochs.get(id(storage_owner(a)))
+    return 0 if e is None else e[0]
+
+
+def bump_epoch(a: np.ndarray) -> None:
+    """The storage under ``a`` got a new autograd history (a recorded in-place op)."""
+    o = storage_owner(a)
+    e = _epochs.get(id(o))
+    if e is None:
+        e = _epochs[id(o)] = [0, None]
+        try:
+            weakref.finalize(o, _epochs.pop, id(o), None)
+        except TypeError:
+            e[1] = o  # kept alive so that its id stays unique
+    e[0] += 1
+
+
+def check_view(t: Tensor) -> None:
+    """Refuse a view whose history went stale (see ``STALE_VIEW``)."""
+    ag = t._ag
+    node = ag.grad_fn
+    if ag.is_view and isinstance(node, OpNode) and storage_epoch(t._a) != node.view_epoch:
+        raise RuntimeError(STALE_VIEW)
 
 
 def _mark_inference(out: Any) -> None:

@@ -163,8 +163,9 @@ def inplace(x: Tensor, op: str, compute: Callable[[], Tensor], check: bool = Tru
     write(x, r)
     bump_version(x._a)
     if recorded:
-        from lamina.autograd.graph import set_history
+        from lamina.autograd.graph import bump_epoch, set_history
 
+        bump_epoch(x._a)  # other views of this storage now carry a stale history
         set_history(x, r._ag.grad_fn, r._ag.output_nr)
         x._ag.is_view = False
     return x
