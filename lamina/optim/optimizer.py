@@ -177,7 +177,7 @@ class Optimizer:
     def _closure_loss(self, closure: Callable[[], Any] | None) -> Any:
         if closure is None:
             return None
-        with _grad_mode("enable_grad"):
+        with lamina.enable_grad():
             return closure()
 
 
@@ -224,11 +224,6 @@ def lerp(start: lamina.Tensor, end: lamina.Tensor, weight: lamina.Tensor,
     return end - (end - start) * (1 - weight)
 
 
-def _grad_mode(name: str) -> Any:
-    """``lamina.no_grad()`` / ``lamina.enable_grad()``."""
-    return getattr(lamina, name)()
-
-
 def _scalar(x: Any) -> float:
     """A learning rate or beta given as a number or a one-element tensor, as a float."""
     return float(x.item()) if isinstance(x, lamina.Tensor) else float(x)
@@ -258,16 +253,17 @@ class FusedRule:
             return tuple(fn(*tensors, h))
 
         kernel.__name__ = kernel.__qualname__ = fn.__name__
+        self.kernel = kernel
         self.compiled = lamina.compile(kernel)
 
     def __call__(self, p: lamina.Tensor, g: lamina.Tensor, state: list[lamina.Tensor],
                  h: lamina.Tensor) -> list[lamina.Tensor]:
         """Update ``p`` in place; return the new state tensors."""
-        if p.numel() == 0:
-            return list(state)
         if g.dtype is not p.dtype:
             g = g.to(p.dtype)
-        outs = self.compiled(p, g, *state, h)
+        # Empty tensors skip compilation: their eager ops allocate and launch nothing.
+        run = self.kernel if p.numel() == 0 else self.compiled
+        outs = run(p, g, *state, h)
         p.copy_(outs[0])
         return list(outs[1:])
 
@@ -296,5 +292,5 @@ class HyperCache:
 @contextlib.contextmanager
 def updating() -> Any:
     """Parameter updates never enter the autograd graph."""
-    with _grad_mode("no_grad"):
+    with lamina.no_grad():
         yield

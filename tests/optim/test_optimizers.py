@@ -321,3 +321,18 @@ def test_adagrad_group_added_later_and_integer_step_from_old_checkpoints():
     opt.state[b]["step"] = 4  # PyTorch < 1.12 stored a Python number
     opt.step()
     assert opt.state[b]["step"].item() == 5.0
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", {}),
+                                     ("RMSprop", dict(centered=True, momentum=0.5))])
+def test_empty_parameters(name, kw):
+    e = lamina.zeros(0, 3).requires_grad_(True)
+    w = lamina.ones(2).requires_grad_(True)
+    opt = getattr(optim, name)([e, w], **kw)
+    for _ in range(2):
+        e.grad = lamina.zeros(0, 3)
+        w.grad = lamina.ones(2)
+        opt.step()
+    assert e.shape == (0, 3) and all(t.shape == (0, 3) for t in opt.state[e].values()
+                                     if t.ndim)
+    assert w.tolist()[0] < 1.0

@@ -50,6 +50,7 @@ class DataLoader:
     """Iterate over a dataset in batches (``torch.utils.data.DataLoader``).
 
     ``pin_memory`` is accepted and ignored (there is no device memory to pin for);
+    ``in_order=False`` is accepted, but batches always arrive in sampler order;
     ``generator`` may be a ``lamina.Generator`` or an int seed.
     """
 
