@@ -9,13 +9,13 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,examples]'
 	# PyTorch is the oracle of the comparison tests; they skip cleanly without it.
 	$(PY) -m pip install -q torch==2.13.0 || echo "torch==2.13.0 not installable here: PyTorch comparisons will skip"
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) examples/demo.py
+	$(PY) examples/train_digits.py $(ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check lamina tests benchmarks examples
