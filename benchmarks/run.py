@@ -141,8 +141,90 @@ def bench_compile_times(quick: bool) -> None:
         "-", f"{warm['compiles']} LLVM compiles (import {warm['import']:.2f} s)")
 
 
+def _mlp_step(lib, model, x, y, opt=None):
+    """One eager training step (forward, cross-entropy, backward, optional update)."""
+    if opt is not None:
+        opt.zero_grad()
+    else:
+        for p in model.parameters():
+            p.grad = None
+    loss = lib.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    if opt is not None:
+        opt.step()
+    return loss
+
+
+def _mlp(lib, sizes=(64, 128, 128, 10)):
+    nn = lib.nn
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def bench_mlp_fwd_bwd(quick: bool) -> None:
+    """Eager forward+backward of a 3-layer MLP, batch 64, 64->128->128->10."""
+    rng = np.random.default_rng(0)
+    xa = rng.standard_normal((64, 64)).astype(np.float32)
+    ya = rng.integers(0, 10, 64)
+    model = _mlp(lamina)
+    x, y = lamina.from_numpy(xa), lamina.from_numpy(ya)
+    n = 20 if quick else 100
+    t_l = timeit(lambda: _mlp_step(lamina, model, x, y), number=n)
+    t_t, note = "-", ""
+    if torch is not None:
+        tm = _mlp(torch)
+        tx, ty = torch.from_numpy(xa), torch.from_numpy(ya)
+        tt = timeit(lambda: _mlp_step(torch, tm, tx, ty), number=n)
+        t_t, note = f"{tt * 1e6:.0f} us", f"{tt / t_l:.2f}x torch's speed"
+    row("eager MLP forward+backward, batch 64", f"{t_l * 1e6:.0f} us", "-", t_t, note)
+
+
+def _digits_models(lib):
+    nn = lib.nn
+
+    class CNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+            self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(32 * 2 * 2, 10)
+
+        def forward(self, x):
+            x = self.pool(lib.relu(self.conv1(x)))
+            x = self.pool(lib.relu(self.conv2(x)))
+            return self.fc(lib.flatten(x, 1))
+
+    return {"cnn": CNN, "mlp": lambda: nn.Sequential(nn.Flatten(), _mlp(lib))}
+
+
+def bench_training_steps(quick: bool) -> None:
+    """Training steps/s (forward, backward, Adam) of the digits CNN and MLP, batch 64."""
+    rng = np.random.default_rng(0)
+    xa = rng.random((64, 1, 8, 8)).astype(np.float32)
+    ya = rng.integers(0, 10, 64)
+    n = 10 if quick else 50
+    for name in ("mlp", "cnn"):
+        model = _digits_models(lamina)[name]()
+        opt = lamina.optim.Adam(model.parameters(), lr=1e-3)
+        x, y = lamina.from_numpy(xa), lamina.from_numpy(ya)
+        t_l = timeit(lambda m=model, o=opt, x=x, y=y: _mlp_step(lamina, m, x, y, o), number=n)
+        t_t, note = "-", ""
+        if torch is not None:
+            tm = _digits_models(torch)[name]()
+            to = torch.optim.Adam(tm.parameters(), lr=1e-3)
+            tx, ty = torch.from_numpy(xa), torch.from_numpy(ya)
+            tt = timeit(lambda m=tm, o=to, tx=tx, ty=ty: _mlp_step(torch, m, tx, ty, o), number=n)
+            t_t, note = f"{1 / tt:.0f} steps/s", f"{tt / t_l:.2f}x torch's speed"
+        row(f"eager digits {name.upper()} training step (Adam)", f"{1 / t_l:.0f} steps/s", "-",
+            t_t, note)
+
+
 BENCHES = {"tiny_add": bench_tiny_add, "chain": bench_chain, "matmul": bench_matmul,
-           "compile": bench_compile_times}
+           "compile": bench_compile_times, "mlp": bench_mlp_fwd_bwd,
+           "training": bench_training_steps}
 
 
 def main() -> None:
