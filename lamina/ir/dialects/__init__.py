@@ -11,3 +11,4 @@ from lamina.ir.dialects import (
 )
 
 __all__ = ["tensor", "prim", "prim_index", "prim_random", "prim_conv", "tensor_conv", "loop"]
+from lamina.ir.dialects import gpu  # noqa: E402,F401  (loop.gpu_parallel, made by gpu-map)
