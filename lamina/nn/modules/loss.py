@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lamina import Tensor
 from lamina.nn import functional as F
+from lamina.nn.functional_loss import _legacy_reduction
 from lamina.nn.modules.module import Module
 
 
@@ -13,7 +14,7 @@ class _Loss(Module):
                  reduction: str = "mean"):
         super().__init__()
         if size_average is not None or reduce is not None:
-            reduction = F._legacy_reduction(size_average, reduce, reduction)
+            reduction = _legacy_reduction(size_average, reduce, reduction)
         self.reduction = reduction
 
 
