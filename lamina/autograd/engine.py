@@ -15,12 +15,13 @@ from typing import Any, Sequence
 from lamina.autograd import grad_mode
 from lamina.autograd.derivative import SECOND_BACKWARD
 from lamina.autograd.graph import (
+    STALE,
     AccumulateGrad,
     Edge,
     Node,
-    check_view,
     existing_accumulator,
     gradient_edge,
+    is_stale,
 )
 from lamina.frontend import ops
 from lamina.frontend.tensor import Tensor
@@ -48,7 +49,8 @@ def _seed_grads(outputs: tuple[Tensor, ...], grads: tuple[Any, ...], what: str
         if not out.requires_grad:
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
                                "a grad_fn")
-        check_view(out)
+        if is_stale(out):
+            raise RuntimeError(STALE)
         if g is None:
             if out.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")

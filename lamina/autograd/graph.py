@@ -98,7 +98,7 @@ class OpNode(Node):
     """The backward of one recorded frontend op (see ``lamina.autograd.derivative``)."""
 
     __slots__ = ("op", "build", "args", "versions", "scalar_dtype", "out_types", "outs",
-                 "out_versions", "view_epoch", "_name")
+                 "out_versions", "_name")
 
     def __init__(self, op: str, build: Callable, args: list[Any], edges: list[Edge | None],
                  scalar_dtype: dt.dtype | None, outs: Sequence[Tensor]):
@@ -111,7 +111,6 @@ class OpNode(Node):
         self.out_types = [(tuple(t.shape), t.dtype) for t in outs]
         self.outs: list[np.ndarray] | None = [t._a for t in outs]
         self.out_versions = [storage_version(a) for a in self.outs]
-        self.view_epoch = 0  # for a view: its storage's history epoch when it was made
         self._name: str | None = None
 
     def name(self) -> str:
@@ -207,6 +206,8 @@ def record(name: str, build: Callable, args: Sequence[Any], out: Any,
            scalar_dtype: dt.dtype | None) -> None:
     """``dispatch.autograd_hook``: put the op just computed on the tape if it needs it."""
     state = grad_mode._state
+    if _epochs:
+        _epoch_rules(args, out, state.enabled)
     if not state.enabled:
         if state.inference:
             _mark_inference(out)
@@ -223,9 +224,6 @@ def record(name: str, build: Callable, args: Sequence[Any], out: Any,
         return
     if inference:
         raise RuntimeError(INFERENCE_SAVE_ERROR)
-    for a in args:
-        if isinstance(a, Tensor) and a._ag is not None and a._ag.is_view:
-            check_view(a)
     outs = (out,) if isinstance(out, Tensor) else tuple(out)
     if not any(t._dtype.is_floating_point for t in outs):
         return
@@ -239,19 +237,23 @@ def record(name: str, build: Callable, args: Sequence[Any], out: Any,
         set_history(t, node, i)
         if id(storage_owner(t._a)) in owners:
             t._ag.is_view = True
-            node.view_epoch = storage_epoch(t._a)
 
 
-# -- history epochs: a view goes stale when its storage's history is rewritten ---------------
-# An in-place op that is recorded gives the written tensor a new history; the other views
-# of that storage still carry the old one (PyTorch regenerates theirs; the tape refuses
-# to use them). Counted per storage like versions; no entry is epoch 0.
+# -- history epochs: aliases go stale when their storage's history is rewritten -------------
+# A recorded in-place op gives the written tensor a new history; every other tensor on that
+# storage (its base, its other views) still carries the old one, which no longer explains
+# its values. PyTorch regenerates their histories through view tracking; the tape refuses
+# to use them in a recorded op instead. Epochs count such rewrites per storage (no entry:
+# 0); a tensor's history belongs to the epoch in its meta (0 without one; None when
+# detached, a constant that never goes stale). Nothing is checked while no storage has
+# ever been rewritten.
 _epochs: dict[int, list] = {}
 
-STALE_VIEW = (
-    "a view of a tensor is used after an in-place operation recorded by autograd rewrote the "
-    "history of its storage (the view's own history is stale; PyTorch would regenerate it, "
-    "which is not supported yet): take the view again after the in-place operation")
+STALE = (
+    "a tensor is used after an in-place operation recorded by autograd, done through another "
+    "tensor sharing its storage (a view or the base), rewrote the values it holds: its own "
+    "history is stale (PyTorch regenerates it; that is not supported yet). Use the tensor the "
+    "in-place operation was applied to, or take the view again after it")
 
 
 def storage_epoch(a: np.ndarray) -> int:
@@ -259,9 +261,9 @@ def storage_epoch(a: np.ndarray) -> int:
     return 0 if e is None else e[0]
 
 
-def bump_epoch(a: np.ndarray) -> None:
-    """The storage under ``a`` got a new autograd history (a recorded in-place op)."""
-    o = storage_owner(a)
+def bump_epoch(t: Tensor) -> None:
+    """``t`` got a new history by an in-place op: the other tensors on its storage go stale."""
+    o = storage_owner(t._a)
     e = _epochs.get(id(o))
     if e is None:
         e = _epochs[id(o)] = [0, None]
@@ -270,14 +272,35 @@ def bump_epoch(a: np.ndarray) -> None:
         except TypeError:
             e[1] = o  # kept alive so that its id stays unique
     e[0] += 1
+    t._ag.epoch = e[0]
 
 
-def check_view(t: Tensor) -> None:
-    """Refuse a view whose history went stale (see ``STALE_VIEW``)."""
+def is_stale(t: Tensor) -> bool:
+    if not _epochs or t._a is None:
+        return False
     ag = t._ag
-    node = ag.grad_fn
-    if ag.is_view and isinstance(node, OpNode) and storage_epoch(t._a) != node.view_epoch:
-        raise RuntimeError(STALE_VIEW)
+    mine = 0 if ag is None else ag.epoch
+    return mine is not None and storage_epoch(t._a) != mine
+
+
+def _epoch_rules(args: Sequence[Any], out: Any, recording: bool) -> None:
+    """Refuse stale inputs of a recorded op; outputs aliasing an input's storage (views)
+    belong to the storage's current epoch."""
+    owners = {}
+    for a in args:
+        if isinstance(a, Tensor) and a._a is not None:
+            if recording and is_stale(a):
+                raise RuntimeError(STALE)
+            owners[id(storage_owner(a._a))] = a._a
+    for t in (out,) if isinstance(out, Tensor) else out:
+        if isinstance(t, Tensor) and t._a is not None:
+            a = owners.get(id(storage_owner(t._a)))
+            if a is not None:
+                epoch = storage_epoch(a)
+                if epoch:
+                    if t._ag is None:
+                        t._ag = AutogradMeta()
+                    t._ag.epoch = epoch
 
 
 def _mark_inference(out: Any) -> None:

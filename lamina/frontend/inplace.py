@@ -165,9 +165,9 @@ def inplace(x: Tensor, op: str, compute: Callable[[], Tensor], check: bool = Tru
     if recorded:
         from lamina.autograd.graph import bump_epoch, set_history
 
-        bump_epoch(x._a)  # other views of this storage now carry a stale history
         set_history(x, r._ag.grad_fn, r._ag.output_nr)
         x._ag.is_view = False
+        bump_epoch(x)  # the other tensors on this storage now carry a stale history
     return x
 
 

@@ -308,8 +308,8 @@ class Tensor:
             t = Tensor._symbolic(self._value, self._trace)
         else:
             t = Tensor._wrap(self._a, self._dtype)
-        if self.is_inference():
-            t._ag = AutogradMeta(inference=True)
+        t._ag = AutogradMeta(inference=self.is_inference())
+        t._ag.epoch = None  # a constant: later in-place histories of the storage do not apply
         return t
 
     @property
@@ -363,7 +363,7 @@ class AutogradMeta:
     """A tensor's place in the autograd graph (``None`` on tensors that never had one)."""
 
     __slots__ = ("requires_grad", "grad", "grad_fn", "output_nr", "retains_grad", "hooks",
-                 "accumulator", "inference", "is_view")
+                 "accumulator", "inference", "is_view", "epoch")
 
     def __init__(self, requires_grad: bool = False, grad_fn: Any = None, output_nr: int = 0,
                  inference: bool = False):
@@ -376,6 +376,9 @@ class AutogradMeta:
         self.accumulator: weakref.ref | None = None  # the leaf's AccumulateGrad node
         self.inference = inference
         self.is_view = False  # shares storage with an input of its grad_fn
+        # the storage's history epoch this tensor's history belongs to (None: detached,
+        # never stale; see lamina.autograd.graph)
+        self.epoch: int | None = 0
 
 
 # -- version counters: one per storage, shared by every view of it -----------------------
