@@ -3,6 +3,6 @@
 Nothing here loads libcuda at import time.
 """
 
-from lamina.runtime.cuda.driver import CudaError, CudaUnavailable, available, driver
+from lamina.runtime.cuda.driver import CudaError, CudaUnavailable, available
 
-__all__ = ["CudaError", "CudaUnavailable", "available", "driver"]
+__all__ = ["CudaError", "CudaUnavailable", "available"]
