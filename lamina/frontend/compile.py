@@ -19,7 +19,7 @@ from lamina.frontend.dispatch import user_loc
 from lamina.frontend.tensor import Tensor
 from lamina.ir import Module
 
-STAGES = ("tensor", "prim", "loop", "llvm")
+STAGES = ("tensor", "prim", "loop", "llvm", "ptx")
 
 
 @dataclass
@@ -28,10 +28,19 @@ class Lowered:
 
     stages: Any  # lamina.passes.pipeline.Stages
     program: Any = None  # lamina.runtime Program, once compiled
+    target: str = "cpu"  # "cpu" or "cuda": what "llvm" shows
+    arch: str = "sm_90"  # the PTX target of "ptx" (and of "llvm" for cuda)
 
     def as_text(self, stage: str = "loop") -> str:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        if stage == "ptx" or stage == "llvm" and self.target == "cuda":
+            from lamina.backends import nvptx
+
+            mapped = nvptx.gpu_module(self.stages.loop)
+            if stage == "llvm":
+                return nvptx.emit_module(mapped)
+            return nvptx.compile_ptx(nvptx.emit_module(mapped), self.arch)
         if stage == "llvm":
             from lamina.backends.llvm.emit import emit_module
 
@@ -90,10 +99,17 @@ class CompiledFunction:
 
         return lower(module)
 
-    def lower(self, *args: Tensor) -> Lowered:
-        """Trace and lower for these inputs (no machine code yet)."""
+    def lower(self, *args: Tensor, target: str = "cpu", arch: str = "sm_90") -> Lowered:
+        """Trace and lower for these inputs (no machine code yet).
+
+        ``target="cuda"`` makes ``as_text("llvm")`` the NVPTX LLVM IR; ``as_text("ptx")``
+        is PTX for ``arch`` whatever the target (no GPU needed).
+        """
+        if target not in ("cpu", "cuda"):
+            raise ValueError(f"lamina.compile: unknown target {target!r}; expected 'cpu' or "
+                             "'cuda'")
         module, _, _ = self._trace(args)
-        return Lowered(self._lower_module(module))
+        return Lowered(self._lower_module(module), target=target, arch=arch)
 
     def _entry(self, args: tuple) -> _Entry:
         sig = _signature(args)

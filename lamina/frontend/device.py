@@ -50,7 +50,11 @@ def check_device(spec: str | device | None, what: str) -> device:
     """Accept ``cpu``; reject devices this build cannot use, with a clear message."""
     d = cpu if spec is None else device(spec)
     if d.type != "cpu":
-        raise RuntimeError(
-            f"{what}: device {d} is not available (no CUDA runtime in this build/machine)"
-        )
+        import lamina.cuda
+
+        if not lamina.cuda.is_available():
+            raise RuntimeError(f"{what}: device {d} is not available: lamina.cuda.is_available() "
+                               "is False (no CUDA driver or GPU on this machine)")
+        raise RuntimeError(f"{what}: tensors on {d} are not supported yet; run programs on the "
+                           "GPU through lamina.runtime.cuda (see docs/gpu.md)")
     return d
