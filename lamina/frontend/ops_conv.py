@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lamina.frontend import dispatch, views
+from lamina.frontend import dispatch, trace, views
 from lamina.frontend import dtypes as dt
-from lamina.frontend.ops import _check_tensor, add, mul, zeros
+from lamina.frontend.ops import _check_tensor, add, mul, sub, zeros
 from lamina.frontend.tensor import Tensor
 from lamina.ir import Builder, Value
 
@@ -58,10 +58,15 @@ def _ntuple(v: Any, nd: int, op: str, name: str, low: int) -> tuple[int, ...]:
     return out
 
 
+_TORCH_NAMES = {"int64": "Long", "int32": "Int", "int8": "Char", "bool": "Bool",
+                "uint8": "Byte", "int16": "Short"}
+
+
 def _float_input(x: Tensor, op: str) -> None:
     if not x.dtype.is_floating_point:
-        raise RuntimeError(f'"{op}" not implemented for \'{x.dtype.name.capitalize()}\' '
-                           f"(input of shape {list(x.shape)})")
+        name = _TORCH_NAMES.get(x.dtype.name, x.dtype.name.capitalize())
+        raise RuntimeError(f'"{op}" not implemented for \'{name}\' (input of shape '
+                           f"{list(x.shape)})")
 
 
 def _batched(x: Tensor, nd: int, op: str, what: str = "input") -> bool:
@@ -560,6 +565,11 @@ def batch_norm(input: Tensor, weight: Tensor | None, bias: Tensor | None,
         def eager() -> Tensor:
             return _batch_norm_train(x, weight, bias, running_mean, running_var, momentum,
                                      eps, n, stats_axes)
+
+        if trace.current() is not None:  # traced: the running statistics as traced ops
+            y = dispatch.apply(op, semantic, args, eager, _compute(x.dtype))
+            _traced_running_stats(x, running_mean, running_var, momentum, n, stats_axes)
+            return y
     else:
         def semantic(b: Builder, xv: Value, rm: Value, rv: Value, *rest: Value) -> Value:
             *params, e = rest
@@ -616,6 +626,20 @@ def _run_norm(key: tuple, build: Any, x: Tensor, arrays: list, eps: float,
     if len(res) == 1:
         return Tensor._wrap(res[0], x.dtype)
     return res
+
+
+def _traced_running_stats(x: Tensor, running_mean: Tensor | None,
+                          running_var: Tensor | None, momentum: float | None, n: int,
+                          axes: tuple[int, ...]) -> None:
+    from lamina.frontend.ops import sum as total
+
+    m = 0.1 if momentum is None else momentum
+    mean = mul(total(x, axes), 1.0 / n)
+    centred = sub(x, views.reshape(mean, (1, -1) + (1,) * (x.ndim - 2)))
+    unbiased = mul(total(mul(centred, centred), axes), 1.0 / (n - 1))
+    for buf, stat in ((running_mean, mean), (running_var, unbiased)):
+        if buf is not None:
+            buf.copy_(add(mul(buf, 1.0 - m), mul(stat, m)))
 
 
 def _batch_norm_train(x: Tensor, weight: Tensor | None, bias: Tensor | None,
