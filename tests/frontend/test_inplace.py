@@ -265,3 +265,11 @@ def test_add_alpha_and_addcmul_like_torch() -> None:
     t.add_(torch.tensor(b), alpha=-2.0).addcmul_(torch.tensor(b), torch.tensor(c), value=0.5)
     t.addcdiv_(torch.tensor(b), torch.tensor(c * c + 1), value=2).lerp_(torch.tensor(c), 0.3)
     np.testing.assert_allclose(x.numpy(), t.numpy(), rtol=1e-12)
+
+
+def test_inplace_inside_compile_rebinds_the_traced_value() -> None:
+    f = lamina.compile(lambda x: (x * 2).add_(1).mul_(x))
+    np.testing.assert_allclose(f(lamina.tensor([1.0, 2.0, 3.0])).numpy(), [3.0, 10.0, 21.0])
+    captured = lamina.tensor([1.0, 2.0])
+    with pytest.raises(NotImplementedError, match="captured by lamina.compile"):
+        lamina.compile(lambda y: captured.add_(y))(lamina.tensor([1.0, 1.0]))
