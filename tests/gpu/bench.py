@@ -1,0 +1,106 @@
+"""GPU checks and benchmarks for tests/gpu/run.sh (needs a CUDA GPU; prints a summary).
+
+Runs loop programs through lamina.runtime.cuda and compares with numpy (results)
+and with device-to-device copies / torch CUDA when torch is installed (speed).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+import lamina
+from lamina.runtime.cuda import driver as D
+from lamina.runtime.cuda.program import CudaProgram, DeviceArray
+
+
+def _time(fn, dev, reps=20) -> float:
+    fn()
+    dev.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    dev.synchronize()
+    return (time.perf_counter() - t) / reps
+
+
+def _program(fn, *arrays):
+    loop = lamina.compile(fn).lower(*[lamina.tensor(a) for a in arrays]).stages.loop
+    dev = D.driver().device(0)
+    return CudaProgram(loop, dev), dev, [DeviceArray.from_numpy(dev, a) for a in arrays]
+
+
+def main() -> int:
+    if not D.available():
+        print("no CUDA GPU: nothing to benchmark")
+        return 1
+    dev = D.driver().device(0)
+    print(f"device: {dev.name()} ({dev.arch}, {dev.sm_count} SMs)")
+    rows = []
+    rng = np.random.default_rng(0)
+    # fused elementwise chain vs device-to-device copy
+    n = 1 << 26
+    x = rng.standard_normal(n).astype(np.float32)
+    prog, dev, (dx,) = _program(lambda a: ((a * 2 + 1).relu() * a).tanh(), x)
+    (out,) = prog(dx)
+    np.testing.assert_allclose(out.numpy()[:1 << 16], np.tanh(np.maximum(x * 2 + 1, 0) * x)
+                               [:1 << 16], rtol=1e-5, atol=1e-6)
+    t = _time(lambda: prog(dx), dev)
+    copy = DeviceArray.empty(dev, (n,), np.float32)
+    tc = _time(lambda: dev.dtod(copy.ptr, dx.ptr, 4 * n), dev)
+    rows.append(("elementwise chain 64M f32", f"{8 * n / t / 1e9:.0f} GB/s",
+                 f"dtod copy {8 * n / tc / 1e9:.0f} GB/s"))
+    try:
+        import torch
+        has_torch = torch.cuda.is_available()
+    except ImportError:
+        has_torch = False
+    for name, fn, shape in [("softmax 8192x1024", lambda a: lamina.softmax(a, 1), (8192, 1024)),
+                            ("layer_norm 8192x1024", lambda a: lamina.layer_norm(a, (1024,)),
+                             (8192, 1024))]:
+        a = rng.standard_normal(shape).astype(np.float32)
+        prog, dev, (da,) = _program(fn, a)
+        (out,) = prog(da)
+        ref = fn(lamina.tensor(a)).numpy()
+        np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=1e-5)
+        t = _time(lambda p=prog, d=da: p(d), dev)
+        other = ""
+        if has_torch:
+            ta = torch.from_numpy(a).cuda()
+            tf = (lambda t=ta: torch.softmax(t, 1)) if "softmax" in name else \
+                (lambda t=ta: torch.nn.functional.layer_norm(t, (1024,)))
+            tf()
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(20):
+                tf()
+            torch.cuda.synchronize()
+            other = f"torch {(time.perf_counter() - t0) / 20 * 1e3:.3f} ms"
+        rows.append((name, f"{t * 1e3:.3f} ms", other))
+    m = 4096
+    a = rng.standard_normal((m, m)).astype(np.float32)
+    b = rng.standard_normal((m, m)).astype(np.float32)
+    prog, dev, (da, db) = _program(lambda p, q: p @ q, a, b)
+    (out,) = prog(da, db)
+    np.testing.assert_allclose(out.numpy()[:64], (a[:64] @ b), rtol=1e-3, atol=1e-2)
+    t = _time(lambda: prog(da, db), dev, reps=3)
+    other = ""
+    if has_torch:
+        ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(3):
+            ta @ tb
+        torch.cuda.synchronize()
+        other = f"torch {2 * m ** 3 / ((time.perf_counter() - t0) / 3) / 1e12:.1f} TFLOP/s"
+    rows.append(("matmul 4096 f32", f"{2 * m ** 3 / t / 1e12:.2f} TFLOP/s", other))
+    print("\nsummary")
+    for r in rows:
+        print(f"  {r[0]:<28} {r[1]:>16}   {r[2]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
