@@ -238,6 +238,15 @@ EXAMPLES.update({
         "  loop.store %4, %m, %i",
         "}",
     ]),
+    "loop.gpu_parallel": _kernel("%m: memref<?xf32>", [
+        "%0 = loop.const {value = 0} : index",
+        "%1 = loop.const {value = 1} : index",
+        "%2 = loop.dim %m {axis = 0} : index",
+        "loop.gpu_parallel %0, %2, %1 {block = 256} (%i: index) {",
+        "  %3 = loop.load %m, %i : f32",
+        "  loop.store %3, %m, %i",
+        "}",
+    ]),
     "loop.alloc": _PROGRAM,
     "loop.call": _PROGRAM,
 })
