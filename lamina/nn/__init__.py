@@ -6,5 +6,6 @@ from lamina.nn.modules.conv import *  # noqa: F403
 from lamina.nn.modules.normalization import *  # noqa: F403
 from lamina.nn.modules.pixelshuffle import *  # noqa: F403
 from lamina.nn.modules.pooling import *  # noqa: F403
+from lamina.nn.modules.rnn import *  # noqa: F403
 from lamina.nn.modules.upsampling import *  # noqa: F403
 from lamina.nn.parameter import Parameter
