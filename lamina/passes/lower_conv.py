@@ -11,8 +11,10 @@ no access leaves its buffer.
 
 - ``loop.parallel`` over (batch, group, tiles of ``OT`` output channels of the
   group, output rows: every spatial axis but the last);
-- along the last output axis, tiles of ``VT`` vectors of ``W`` columns, then one
-  vector, then single columns;
+- along the last output axis, tiles of ``VT`` vectors of ``W`` columns, then single
+  vectors, the last one moved back to end at the row's end (it recomputes a few columns
+  rather than leaving a scalar tail); rows narrower than ``W`` take vectors of ``W/2``
+  the same way, and rows narrower than that single columns;
 - a ``loop.for`` nest over (input channels of the group, kernel taps) carrying
   ``OT x VT`` vector accumulators: each step loads ``VT`` input vectors (unit
   stride along the row, so the last axis must have stride 1 and a unit inner
@@ -229,13 +231,25 @@ class _ConvTiles:
                 tile_at(lp.iv, nv, lanes)
             return hi
 
-        lo = kb.index(0)
-        if self.vector:
-            lo = columns(lo, VT * self.width, VT, self.width)
-            lo = columns(lo, self.width, 1, self.width)
-        else:
-            lo = columns(lo, ST, ST, 1)
-        columns(lo, 1, 1, 1)
+        def overlapping(lo: Value, lanes: int) -> None:
+            # single vectors over [lo, cols), the last one moved back to end at cols: it
+            # recomputes a few columns (and stores the same values) instead of a scalar tail
+            last = kb.emit("loop.sub", cols, kb.index(lanes))
+            with kb.loop(lo, cols, kb.index(lanes)) as lp:
+                tile_at(kb.emit("loop.min", lp.iv, last), 1, lanes)
+
+        if not self.vector:
+            columns(columns(kb.index(0), ST, ST, 1), 1, 1, 1)
+            return
+        width, half = self.width, self.width // 2
+        lo = columns(kb.index(0), VT * width, VT, width) if ot > 1 else kb.index(0)
+        with if_(kb, kb.emit("loop.ge", cols, kb.index(width))):
+            overlapping(lo, width)
+        narrow = kb.emit("loop.lt", cols, kb.index(width))
+        with if_(kb, kb.emit("loop.and", narrow, kb.emit("loop.ge", cols, kb.index(half)))):
+            overlapping(kb.index(0), half)
+        with if_(kb, kb.emit("loop.lt", cols, kb.index(half))):
+            columns(kb.index(0), 1, 1, 1)
 
     def weight_at(self, chan: tuple[Value, Value, Value], c: Value, cbase: Value,
                   taps: list[Value]) -> Value:
