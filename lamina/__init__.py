@@ -132,7 +132,7 @@ greater_equal = ge
 less_equal = le
 not_equal = ne
 
-from lamina import cuda, nn, optim, utils  # noqa: E402 - libraries over the API above
+from lamina import cuda, linalg, nn, optim, utils  # noqa: E402 - libraries over the API above
 from lamina.serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
