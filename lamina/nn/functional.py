@@ -506,5 +506,6 @@ def _embedding_renorm_(weight: Tensor, idx: Tensor, max_norm: float, norm_type: 
         weight[idx] = rows * scale
 
 
-# the losses live in their own module; they are part of this namespace
+# the losses and attention live in their own modules; they are part of this namespace
+from lamina.nn.functional_attention import *  # noqa: E402, F403
 from lamina.nn.functional_loss import *  # noqa: E402, F403
