@@ -91,6 +91,12 @@ def write(dst: Tensor, src: Tensor) -> None:
     shape = d.shape
     if 0 in shape:
         return
+    if np.may_share_memory(d, s) and not (
+            s.shape == shape and s.strides == d.strides and s.dtype == d.dtype
+            and s.__array_interface__["data"][0] == d.__array_interface__["data"][0]):
+        # overlapping differently (x.copy_(x.t())): an element could be read after it
+        # was written, so read from a copy
+        s = ops.clone(Tensor._wrap(s, src._dtype))._a
     src_strides = ops._expand_strides(s, shape)
     cshape, (cs, cd) = ops._collapse(shape, [src_strides, d.strides])
     sv = ops._restride(s, cshape, cs)

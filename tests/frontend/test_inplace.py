@@ -144,6 +144,18 @@ def test_copy_broadcasts_and_converts() -> None:
         lamina.zeros(3).copy_(lamina.zeros(2, 3))
 
 
+def test_copy_from_an_overlapping_view() -> None:
+    a = np.arange(9.0).reshape(3, 3)
+    x = lamina.tensor(a)
+    x.copy_(x.t())
+    np.testing.assert_array_equal(x.numpy(), a.T)
+    y = lamina.tensor(np.arange(6.0))
+    y[1:].copy_(y[:-1])  # a shifted overlap: every element must read the old value
+    np.testing.assert_array_equal(y.numpy(), [0, 0, 1, 2, 3, 4])
+    y.copy_(y)
+    np.testing.assert_array_equal(y.numpy(), [0, 0, 1, 2, 3, 4])
+
+
 def test_fill_zero_masked_fill_clamp() -> None:
     x = lamina.tensor(np.arange(6.0).reshape(2, 3))
     x.masked_fill_(lamina.tensor([True, False, True]), -1.0)
