@@ -651,7 +651,7 @@ def _eager_matmul(a: Tensor, b: Tensor, ash: tuple, bsh: tuple, batch: tuple,
     return Tensor._wrap(res.reshape(out_shape), a._dtype)
 
 
-def _unit_inner(a: np.ndarray, dtype: dt.dtype) -> np.ndarray:
+def _unit_inner(a: np.ndarray, dtype: dt.dtype | None = None) -> np.ndarray:
     if a.strides[-1] == a.itemsize or a.shape[-1] == 1 and a.strides[-1] == 0:
         if a.shape[-1] == 1 and a.strides[-1] != a.itemsize:
             return _restride(a, a.shape, a.strides[:-1] + (a.itemsize,))
