@@ -108,7 +108,7 @@ class OpNode(Node):
         self.args = args
         self.versions = [storage_version(a._a) if isinstance(a, Tensor) else None for a in args]
         self.scalar_dtype = scalar_dtype
-        self.out_types = [(tuple(t.shape), t.dtype) for t in outs]
+        self.out_types = [(t._shape, t._dtype) for t in outs]
         self.outs: list[np.ndarray] | None = [t._a for t in outs]
         self.out_versions = [storage_version(a) for a in self.outs]
         self._name: str | None = None

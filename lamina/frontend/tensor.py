@@ -399,6 +399,8 @@ def storage_owner(a: np.ndarray) -> Any:
 
 def storage_version(a: np.ndarray) -> int:
     """How many in-place writes the storage under ``a`` has seen."""
+    if not _versions:
+        return 0  # nothing was ever written in place
     e = _versions.get(id(storage_owner(a)))
     return 0 if e is None else e[0]
 
