@@ -240,6 +240,10 @@ class RNNBase(Module):
         b_ih = getattr(self, "bias_ih" + suffix) if self.bias else None
         b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
         xg_all = F.linear(x, w_ih, b_ih)  # every time step's input projection at once
+        if b_hh is not None and self.mode != "GRU":
+            # only the sum of the projections matters: add b_hh once, not once per step
+            # (the GRU's reset gate multiplies the hidden projection with its bias)
+            xg_all, b_hh = xg_all + b_hh, None
         step = _STEPS[self.mode]
         order = range(x.shape[0] - 1, -1, -1) if direction == 1 else range(x.shape[0])
         outs: list[Tensor] = [None] * x.shape[0]  # type: ignore[list-item]
