@@ -60,7 +60,12 @@ def _number(x: Any, op: str, arg: str) -> Any:
     return x
 
 
-def _size(size: tuple, op: str) -> tuple[int, ...]:
+def _size(size: tuple, op: str, keyword: Any = None) -> tuple[int, ...]:
+    """The shape from ``f(2, 3)``, ``f((2, 3))`` or ``f(size=(2, 3))``."""
+    if keyword is not None:
+        if size:
+            raise TypeError(f"{op}() got the size both positionally and as size=")
+        size = (keyword,)
     return ops._shape_arg(size, op)
 
 
@@ -108,21 +113,27 @@ def _normal(shape: Sequence[int], mean: float, std: float, dtype: dt.dtype,
 
 @_options
 def rand(*size: Any, generator: Generator | None = None, dtype: dt.dtype | None = None,
-         device: Any = None, requires_grad: bool = False) -> Tensor:
+         device: Any = None, requires_grad: bool = False, **kw: Any) -> Tensor:
     """Uniform samples in [0, 1) (``torch.rand``)."""
     check_device(device, "rand")
     dtype = _float_dtype(dtype, "rand")
-    return _leaf(_uniform(_size(size, "rand"), 0.0, 1.0, dtype, generator, "rand"),
+    size = _size(size, "rand", kw.pop("size", None))
+    if kw:
+        raise TypeError(f"rand() got an unexpected keyword argument '{next(iter(kw))}'")
+    return _leaf(_uniform(size, 0.0, 1.0, dtype, generator, "rand"),
                  requires_grad)
 
 
 @_options
 def randn(*size: Any, generator: Generator | None = None, dtype: dt.dtype | None = None,
-          device: Any = None, requires_grad: bool = False) -> Tensor:
+          device: Any = None, requires_grad: bool = False, **kw: Any) -> Tensor:
     """Standard normal samples (``torch.randn``)."""
     check_device(device, "randn")
     dtype = _float_dtype(dtype, "randn")
-    return _leaf(_normal(_size(size, "randn"), 0.0, 1.0, dtype, generator, "randn"),
+    size = _size(size, "randn", kw.pop("size", None))
+    if kw:
+        raise TypeError(f"randn() got an unexpected keyword argument '{next(iter(kw))}'")
+    return _leaf(_normal(size, 0.0, 1.0, dtype, generator, "randn"),
                  requires_grad)
 
 

@@ -223,5 +223,6 @@ def test_keyword_options():
     assert lamina.rand_like(out, memory_format=None).shape == (3,)
     with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
         lamina.rand(3, foo=1)
+    assert lamina.rand(size=(2, 3)).shape == (2, 3) and lamina.randn(size=[4]).shape == (4,)
     with pytest.raises(RuntimeError, match="out= has shape"):
         lamina.linspace(0, 1, 3, out=lamina.empty(2))
