@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lamina.frontend import dispatch, ops
+from lamina.frontend import dispatch, ops, ops_reduce
 from lamina.frontend import dtypes as dt
 from lamina.frontend import random as rnd
 from lamina.frontend.device import check_device
@@ -251,7 +251,8 @@ def randint_like(input: Tensor, *args: Any, low: Any = None, high: Any = None,
 @_options
 def randperm(n: int, *, generator: Generator | None = None, dtype: dt.dtype | None = None,
              device: Any = None, requires_grad: bool = False) -> Tensor:
-    """A random permutation of 0..n-1: the stable argsort of 63-bit random keys."""
+    """A random permutation of 0..n-1: the stable argsort of 63-bit random keys (ties, at
+    odds of about n**2 / 2**64, keep their order)."""
     check_device(device, "randperm")
     n = int(_number(n, "randperm", "n"))
     if n < 0:
@@ -262,40 +263,8 @@ def randperm(n: int, *, generator: Generator | None = None, dtype: dt.dtype | No
         raise RuntimeError(f"randperm: n = {n} is too large for result tensor type {dtype}")
     keys = rnd.draw("randperm", ("bits63",), rnd.bits63_core(), (n,), dt.int64, (),
                     generator)
-    return _leaf(ops.cast(_argsort_last(keys), dtype) if dtype is not dt.int64
-                 else _argsort_last(keys), requires_grad)
-
-
-def _argsort_last(x: Tensor) -> Tensor:
-    """Stable ascending argsort along the last axis (``prim.argsort``), int64."""
-    axis = x.ndim - 1
-
-    def build(b: Builder, v: Value) -> Value:
-        return b("prim.argsort", v, axis=axis, descending=False)
-
-    def eager() -> Tensor:
-        if x.numel() == 0:
-            return ops.zeros(tuple(x.shape), dtype=dt.int64)
-        (res,) = dispatch.run_eager(("argsort_last", axis), build, [x._concrete("argsort")],
-                                    [x.dtype.ir])
-        return Tensor._wrap(res, dt.int64)
-
-    return dispatch.apply("argsort", build, (x,), eager)
-
-
-def _cumsum_last(x: Tensor) -> Tensor:
-    """Inclusive sum along the last axis (``prim.cumulative``)."""
-    axis = x.ndim - 1
-
-    def build(b: Builder, v: Value) -> Value:
-        return b("prim.cumulative", v, axis=axis, fn="sum")
-
-    def eager() -> Tensor:
-        (res,) = dispatch.run_eager(("cumsum_last", axis), build, [x._concrete("cumsum")],
-                                    [x.dtype.ir])
-        return Tensor._wrap(res, x.dtype)
-
-    return dispatch.apply("cumsum", build, (x,), eager)
+    perm = ops_reduce.argsort(keys)
+    return _leaf(perm if dtype is dt.int64 else ops.cast(perm, dtype), requires_grad)
 
 
 # -- bernoulli, exponential, multinomial ---------------------------------------------------------
@@ -376,7 +345,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
                            "replacement=False, not enough non-negative category to sample)")
     r = rows.shape[0]
     if replacement:
-        cdf = _cumsum_last(rows)
+        cdf = ops_reduce.cumsum(rows, 1)
         u = _uniform((r, num_samples), 0.0, 1.0, dt.float64, generator, "multinomial")
         u = ops.mul(u, cdf[:, n - 1:])
         below = ops.le(cdf.reshape(r, 1, n), u.reshape(r, num_samples, 1))
@@ -385,7 +354,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
         # the exponential race: the smallest E_i / p_i (E_i ~ Exp(1)) come in the order of
         # sampling without replacement; p_i = 0 gives inf or nan, sorted last
         e = _exponential((r, n), 1.0, dt.float64, generator, "multinomial")
-        idx = ops.contiguous(_argsort_last(ops.div(e, rows))[:, :num_samples])
+        idx = ops.contiguous(ops_reduce.argsort(ops.div(e, rows))[:, :num_samples])
     return idx if input.ndim == 2 else idx.reshape(num_samples)
 
 
