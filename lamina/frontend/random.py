@@ -19,10 +19,11 @@ How bits become numbers (each element uses its own words of the stream):
   exact and never rounds up to 1; float64 takes 53 bits from two words.
   ``uniform_(a, b)`` is ``a + (b - a) * u``, computed in float32 (float64 for
   float64) and rounded once.
-* normal: Box-Muller, ``z = sqrt(-2 log u1) * cos(2 pi u2)``, in float64 with
-  ``u1`` in ``(0, 1)`` (no log of 0) and ``u2`` in ``[0, 1)``, 32 bits each (53
-  for float64), then ``mean + std * z`` rounded once to the dtype. Only the cosine
-  half is used, so each element has its own pair of uniforms.
+* normal: Box-Muller, ``z = sqrt(-2 log u1) * cos(2 pi u2)`` with ``u1 = (w1 + 1/2)
+  2**-32`` (never 0: no log of 0; ``|z| <= 6.8``) and ``u2 = w2 2**-32``, computed in
+  float32 like PyTorch's CPU kernel (float64 with 53-bit uniforms for float64: ``|z|
+  <= 8.7``), then ``mean + std * z`` rounded once to the dtype. Only the cosine half is
+  used, so each element has its own pair of words.
 * integers in ``[low, high)``: ``low + floor(w * span / 2**32)`` for a 32-bit word ``w``
   and ``span = high - low <= 2**32`` (a multiply and a shift: no division), else
   ``low + x mod span`` with 63 bits ``x`` from two words.
@@ -47,7 +48,7 @@ from lamina.frontend.device import check_device, cpu, device
 from lamina.frontend.tensor import Tensor
 from lamina.ir import Builder, Value
 from lamina.ir.dialects.prim_random import elements_per_counter
-from lamina.ir.types import f64, i64
+from lamina.ir.types import f32, f64, i64
 
 DEFAULT_SEED = 67280421310721  # PyTorch's default seed, so initial_seed() agrees
 _U64 = 1 << 64
@@ -228,27 +229,30 @@ def uniform_core(dtype: dt.dtype) -> tuple[int, Core]:
     return (2 if dtype is dt.float64 else 1), build
 
 
-def _open_unit(b: Builder, x: Value, bits: int) -> Value:
-    """An int ``x`` in [0, 2**bits) as (x + 1/2) 2**-bits: uniform in (0, 1), float64."""
-    half = b("tensor.add", b("tensor.cast", x, dtype=f64), _const(b, 0.5, f64))
-    return b("tensor.mul", half, _const(b, 2.0**-bits, f64))
+def _open_unit(b: Builder, x: Value, bits: int, dtype: Any) -> Value:
+    """An int ``x`` in [0, 2**bits) as (x + 1/2) 2**-bits: uniform in (0, 1] (in (0, 1) when
+    ``dtype`` holds ``bits`` + 1 bits; float32 may round the largest values up to 1)."""
+    half = b("tensor.add", b("tensor.cast", x, dtype=dtype), _const(b, 0.5, dtype))
+    return b("tensor.mul", half, _const(b, 2.0**-bits, dtype))
 
 
 def normal_core(dtype: dt.dtype) -> tuple[int, Core]:
-    """(stride, build) of ``mean + std * z``, z standard normal by Box-Muller in float64."""
+    """(stride, build) of ``mean + std * z``, z standard normal by Box-Muller (float64 for
+    float64, float32 otherwise)."""
+    c = f64 if dtype is dt.float64 else f32
 
     def build(b: Builder, key: Value, offset: Value, mean: Value, std: Value) -> Value:
         if dtype is dt.float64:
             w = _bits(b, key, offset, 4)
-            u1 = _open_unit(b, _u53(b, w[0], w[1]), 53)
-            u2 = _scaled(b, _u53(b, w[2], w[3]), f64, 2.0**-53)
+            u1 = _open_unit(b, _u53(b, w[0], w[1]), 53, c)
+            u2 = _scaled(b, _u53(b, w[2], w[3]), c, 2.0**-53)
         else:
             w = _bits(b, key, offset, 2)
-            u1 = _open_unit(b, w[0], 32)
-            u2 = _scaled(b, w[1], f64, 2.0**-32)
-        r = b("tensor.sqrt", b("tensor.mul", _const(b, -2.0, f64), b("tensor.log", u1)))
-        z = b("tensor.mul", r, b("tensor.cos", b("tensor.mul", u2, _const(b, 2 * np.pi, f64))))
-        mean, std = (b("tensor.cast", v, dtype=f64) for v in (mean, std))
+            u1 = _open_unit(b, w[0], 32, c)
+            u2 = _scaled(b, w[1], c, 2.0**-32)
+        r = b("tensor.sqrt", b("tensor.mul", _const(b, -2.0, c), b("tensor.log", u1)))
+        z = b("tensor.mul", r, b("tensor.cos", b("tensor.mul", u2, _const(b, 2 * np.pi, c))))
+        mean, std = (b("tensor.cast", v, dtype=c) for v in (mean, std))
         return b("tensor.cast", b("tensor.add", mean, b("tensor.mul", std, z)), dtype=dtype.ir)
 
     return (4 if dtype is dt.float64 else 2), build
