@@ -225,7 +225,7 @@ def _eager_add_product(input: Tensor, a: Tensor, b: Tensor, beta: Any, alpha: An
     if k == 0:  # an empty sum: only the input term remains
         return add(zeros(shape, dtype=d), input, alpha=beta) if beta != 0 else zeros(shape,
                                                                                      dtype=d)
-    arrays = [_unit_inner(a._concrete("addmm")), _unit_inner(b._concrete("addmm"))]
+    arrays = [_unit_inner(a._concrete("addmm"), d), _unit_inner(b._concrete("addmm"), d)]
     if beta != 0:
         arrays.append(np.broadcast_to(input._concrete("addmm"), shape))
     scalars = ([alpha] if alpha != 1 else []) + ([beta] if beta not in (0, 1) else [])

@@ -527,15 +527,19 @@ def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A
     if d is dt.bool_ and not any(isinstance(v, Tensor) for v in bounds):
         kernel = {(True, False): "clamp_min", (False, True): "clamp_max"}.get(has, "clamp")
         raise _not_implemented(f"{kernel}_scalar_cpu", d)
-    # on bools, max is "or" and min is "and"
-    hi, lo = ("or", "and") if d is dt.bool_ else ("maximum", "minimum")
 
     def body(e: _E, v: Value, *bs: Value) -> Value:
         it = iter(bs)
-        if has[0]:
-            v = e(hi, v, next(it))
-        if has[1]:
-            v = e(lo, v, next(it))
+        for fn, pick in (("lt", has[0]), ("gt", has[1])):
+            if not pick:
+                continue
+            bound = next(it)
+            if d is dt.bool_:  # max is "or", min is "and"
+                v = e("or" if fn == "lt" else "and", v, bound)
+                continue
+            # a select, not max/min: at x == bound the gradient flows to x, like PyTorch's;
+            # a NaN bound (bound != bound) gives NaN, a NaN x stays NaN
+            v = e.where(e("or", e(fn, v, bound), e("ne", bound, bound)), bound, v)
         return v
 
     return _composite("clamp", body, (x,) + bounds, d, d, has)

@@ -325,3 +325,45 @@ def test_against_torch_on_mixed_inputs():
         got, want = fn(lamina, lam(a), lam(b)), fn(torch, ta, tb)
         assert str(got.dtype).split(".")[1] == str(want.dtype).split(".")[1]
         assert_close(got.numpy(), want.numpy())
+
+
+# -- gradients: the builds are what autograd differentiates -------------------------------------
+GRADS = {
+    "cat": (lambda m, x, y: m.cat([x, y * 2, x], 1), [(2, 3), (2, 2)]),
+    "stack": (lambda m, x, y: m.stack([x, y], -1), [(2, 3), (2, 3)]),
+    "hstack": (lambda m, x, y: m.hstack([x, y]), [(2, 3), (2, 2)]),
+    "split": (lambda m, x: m.split(x, [1, 3], 1)[1] * m.split(x, 2, 1)[0].sum(), [(2, 4)]),
+    "chunk": (lambda m, x: m.chunk(x, 3, 0)[1] * 3, [(5, 2)]),
+    "unbind": (lambda m, x: m.unbind(x, 1)[2] * m.unbind(x)[0].sum(), [(2, 3)]),
+    "narrow": (lambda m, x: x.narrow(0, 1, 2) ** 2, [(4, 2)]),
+    "roll": (lambda m, x: m.roll(x, (1, -2), (0, 1)) * m.arange(6.0).reshape(2, 3), [(2, 3)]),
+    "roll_flat": (lambda m, x: m.roll(x, 4) * m.arange(6.0).reshape(2, 3), [(2, 3)]),
+    "repeat": (lambda m, x: x.repeat(2, 1, 3) * m.arange(36.0).reshape(2, 2, 9), [(2, 3)]),
+    "tile": (lambda m, x: m.tile(x, (2,)) * m.arange(12.0).reshape(2, 6), [(2, 3)]),
+    "repeat_interleave": (lambda m, x: x.repeat_interleave(2, 0) * m.arange(12.0).reshape(4, 3),
+                          [(2, 3)]),
+    "movedim": (lambda m, x: m.movedim(x, 0, 2) * m.arange(24.0).reshape(3, 4, 2),
+                [(2, 3, 4)]),
+    "unflatten": (lambda m, x: x.unflatten(1, (2, 2)) * m.arange(8.0).reshape(2, 2, 2),
+                  [(2, 4)]),
+    "broadcast_tensors": (lambda m, x, y: m.broadcast_tensors(x, y)[0] * 2
+                          + m.broadcast_tensors(x, y)[1], [(2, 1), (3,)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADS))
+def test_gradients(name):
+    fn, shapes = GRADS[name]
+    rng = np.random.default_rng(len(name))
+    arrays = [rng.standard_normal(s) for s in shapes]
+    xs = [lamina.tensor(a, requires_grad=True) for a in arrays]
+    assert lamina.autograd.gradcheck(lambda *t: fn(lamina, *t), xs)
+    if torch is None:
+        return
+    out = fn(lamina, *xs)
+    g = rng.standard_normal(tuple(out.shape))
+    out.backward(lamina.tensor(g))
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    fn(torch, *ts).backward(torch.tensor(g))
+    for x, t in zip(xs, ts):
+        np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-7, atol=1e-10)
