@@ -6,10 +6,11 @@ in a trace ``tensor.slice``/``tensor.reshape``/``tensor.permute``. Ops that copy
 (``cat``, ``stack``, ``roll``, ``repeat``, ``repeat_interleave``, ``tile``) state
 themselves as one tensor-dialect build (one trace/autograd node) and run eagerly
 as one generated copy/concat kernel over numpy views of their inputs, so sizes
-and shift amounts never enter a kernel's cache key.
+and shift amounts never enter a kernel's cache key. ``repeat_interleave`` with
+per-entry repeats is an ``index_select``.
 
 ``flip`` needs a reverse primitive (``prim.slice`` takes only positive steps):
-it belongs with the gather/sort/reverse primitives and is not defined here.
+it lives with the index primitives (``ops_index``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lamina.frontend import dispatch, views
 from lamina.frontend import dtypes as dt
 from lamina.frontend.ops import _alloc, _cast, _check_tensor, clone
 from lamina.frontend.ops import broadcast_shapes as _broadcast_shapes
+from lamina.frontend.ops_math import _tname
 from lamina.frontend.tensor import Size, Tensor, _dim
 from lamina.ir import Builder, Value
 
@@ -524,17 +526,17 @@ def tile(input: Tensor, dims: Sequence[int]) -> Tensor:
     return repeat(x, (1,) * (x.ndim - len(reps)) + reps)
 
 
-def repeat_interleave(input: Tensor, repeats: Any, dim: int | None = None, *,
+def repeat_interleave(input: Tensor, repeats: Any = None, dim: int | None = None, *,
                       output_size: int | None = None) -> Tensor:
-    """``torch.repeat_interleave`` with an int (or one-element tensor) ``repeats``."""
+    """``torch.repeat_interleave``: each entry repeated ``repeats`` times along ``dim``
+    (flattened when None). Per-entry repeats (a 1-d tensor) gather, and their sum is the
+    output size, read back from the device unless ``output_size`` gives it."""
     x = _check_tensor(input, "repeat_interleave")
-    if isinstance(repeats, Tensor) and repeats.numel() != 1:
-        raise NotImplementedError("repeat_interleave: per-element repeats (a tensor of "
-                                  f"{repeats.numel()} repeats) need the gather primitive, which "
-                                  "is not available yet; pass an int")
-    r = _int_arg(repeats, "repeat_interleave", "repeats")
-    if r < 0:
-        raise RuntimeError("Repeats must be non-negative")
+    if repeats is None:  # repeat_interleave(repeats): the indices, each repeated
+        from lamina.frontend.ops import arange
+
+        return repeat_interleave(arange(x.numel(), dtype=x.dtype), x, 0,
+                                 output_size=output_size)
     if dim is None:
         x = views.reshape(x, (-1,))
         d = 0
@@ -542,14 +544,51 @@ def repeat_interleave(input: Tensor, repeats: Any, dim: int | None = None, *,
         d = _dim(dim, x.ndim, "repeat_interleave")
         if x.ndim == 0:
             x = views.reshape(x, (1,))
+    if isinstance(repeats, Tensor) and repeats.ndim > 1:
+        raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+    if isinstance(repeats, Tensor) and repeats.numel() != 1:
+        return _repeat_per_entry(x, repeats, d, output_size)
+    if isinstance(repeats, Tensor) and repeats.dtype.category != 1:
+        raise NotImplementedError(f"\"repeat_interleave_cpu\" not implemented for "
+                                  f"'{_tname(repeats.dtype)}'")
+    r = _int_arg(repeats, "repeat_interleave", "repeats")
+    if r < 0:
+        raise RuntimeError("Repeats must be non-negative")
     src = tuple(x.shape)
     shape = src[:d] + (src[d] * r,) + src[d + 1:]
     if output_size is not None and output_size != shape[d]:
-        raise RuntimeError(f"repeat_interleave: allocated size does not match required size "
-                           f"(output_size={output_size}, required {shape[d]})")
+        raise RuntimeError("allocated size does not match required size")
     grouped = src[:d + 1] + (1,) + src[d + 1:]
     expanded = src[:d + 1] + (r,) + src[d + 1:]
     return _repeat_build(x, grouped, expanded, shape, "repeat_interleave")
+
+
+def _repeat_per_entry(x: Tensor, repeats: Tensor, d: int, output_size: int | None) -> Tensor:
+    """Entry i of axis ``d`` repeated ``repeats[i]`` times: ``index_select`` of the source
+    positions, found without a search: mark where each entry's run starts, count marks."""
+    from lamina.frontend import ops
+    from lamina.frontend.ops_index import index_select, scatter_add
+    from lamina.frontend.ops_reduce import cumsum
+
+    if repeats.dtype not in (dt.int64, dt.int32):
+        raise NotImplementedError(f"\"repeat_interleave_cpu\" not implemented for "
+                                  f"'{_tname(repeats.dtype)}'")
+    if repeats.shape[0] != x.shape[d]:
+        raise RuntimeError(f"repeats must have the same size as input along dim, but got "
+                           f"repeats.size(0) = {repeats.shape[0]} and input.size({d}) = "
+                           f"{x.shape[d]}")
+    reps = ops.cast(repeats, dt.int64)
+    if repeats.numel() and int(ops.amin(reps)) < 0:
+        raise RuntimeError("repeats can not be negative")
+    ends = cumsum(reps, 0)
+    total = int(ends[-1]) if repeats.numel() else 0
+    if output_size is not None and output_size != total:
+        raise RuntimeError("allocated size does not match required size")
+    # a run that starts at ``total`` is empty: the extra slot keeps its mark in range
+    marks = scatter_add(ops.zeros(total + 1, dtype=dt.int64), 0, ends - reps,
+                        ops.ones(repeats.shape[0], dtype=dt.int64))
+    source = cumsum(marks[:total], 0) - 1
+    return index_select(x, d, source)
 
 
 def _tensor_split_method(self: Tensor, split_size: Any, dim: int = 0) -> tuple[Tensor, ...]:

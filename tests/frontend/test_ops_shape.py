@@ -223,6 +223,22 @@ def test_repeat_interleave_matches_numpy(shape, r, dim, seed):
     assert_close(lam(a).repeat_interleave(lamina.tensor([r]), dim).numpy(), ref)
 
 
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4),
+       dim=st.integers(-3, 2), data=st.data())
+def test_repeat_interleave_per_entry_matches_numpy(shape, dim, data):
+    dim = dim % len(shape)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    a = rand(shape, np.float32, rng)
+    reps = rng.integers(0, 4, size=shape[dim])
+    dtype = data.draw(st.sampled_from([np.int64, np.int32]))
+    out = lamina.repeat_interleave(lam(strided(a)), lam(reps.astype(dtype)), dim)
+    assert_close(out.numpy(), np.repeat(a, reps, axis=dim))
+    flat = lam(a).repeat_interleave(lam(np.ones(a.size, np.int64) * 2))
+    assert_close(flat.numpy(), np.repeat(a.reshape(-1), 2))
+    assert_close(lamina.repeat_interleave(lam(reps)).numpy(),
+                 np.repeat(np.arange(reps.size), reps))
+
+
 def test_copies_compile_to_one_kernel_each():
     x = lamina.from_numpy(np.arange(12, dtype=np.float32).reshape(3, 4))
     fns = {
@@ -279,6 +295,17 @@ ERRORS = [
      r"Trying to create tensor with negative dimension -5: \[4, -5\]"),
     ("ri_neg", lambda m: m.repeat_interleave(m.ones(3), -1), RuntimeError,
      "Repeats must be non-negative"),
+    ("ri_neg_tensor", lambda m: m.repeat_interleave(m.ones(2), m.tensor([1, -2])), RuntimeError,
+     "repeats can not be negative"),
+    ("ri_len", lambda m: m.repeat_interleave(m.ones(2, 3), m.tensor([1, 2]), 1), RuntimeError,
+     r"repeats must have the same size as input along dim, but got repeats.size\(0\) = 2 and "
+     r"input.size\(1\) = 3"),
+    ("ri_2d", lambda m: m.repeat_interleave(m.ones(2), m.tensor([[1, 2]]), 0), RuntimeError,
+     "repeats must be 0-dim or 1-dim tensor"),
+    ("ri_float", lambda m: m.repeat_interleave(m.ones(2), m.tensor([1.0, 2.0]), 0),
+     NotImplementedError, "\"repeat_interleave_cpu\" not implemented for 'Float'"),
+    ("ri_size", lambda m: m.repeat_interleave(m.ones(2), m.tensor([1, 2]), 0, output_size=4),
+     RuntimeError, "allocated size does not match required size"),
     ("movedim_len", lambda m: m.movedim(m.ones(2, 5), (0, 1), (1,)), RuntimeError,
      r"movedim: Invalid source or destination dims: source \(\[0, 1\] dims\) should contain the "
      r"same number of dims as destination \(\[1\] dims\)"),
@@ -342,6 +369,8 @@ GRADS = {
     "tile": (lambda m, x: m.tile(x, (2,)) * m.arange(12.0).reshape(2, 6), [(2, 3)]),
     "repeat_interleave": (lambda m, x: x.repeat_interleave(2, 0) * m.arange(12.0).reshape(4, 3),
                           [(2, 3)]),
+    "repeat_interleave_tensor": (lambda m, x: x.repeat_interleave(m.tensor([2, 0, 3]), 1)
+                                 * m.arange(10.0).reshape(2, 5), [(2, 3)]),
     "movedim": (lambda m, x: m.movedim(x, 0, 2) * m.arange(24.0).reshape(3, 4, 2),
                 [(2, 3, 4)]),
     "unflatten": (lambda m, x: x.unflatten(1, (2, 2)) * m.arange(8.0).reshape(2, 2, 2),
