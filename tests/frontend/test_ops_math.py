@@ -400,23 +400,39 @@ def test_bitwise_scalars_and_out_of_range_shifts():
 
 
 # -- one kernel per composite -------------------------------------------------------------------
+def _unary_case(name):
+    return lambda x: getattr(lamina, name)(x)
+
+
+def _binary_case(name):
+    return lambda x: getattr(lamina, name)(x, x * 2)
+
+
+def _int_case(name):
+    return lambda x: getattr(lamina, name)(x.long(), 3)
+
+
 COMPOSITES = {
-    "remainder": lambda x: lamina.remainder(x, 0.7),
-    "floor_divide": lambda x: x // 0.7,
-    "int_floor_divide": lambda x: x.long() // 3,
-    "int_remainder": lambda x: x.long() % -3,
-    "hypot": lambda x: lamina.hypot(x, x * 2),
-    "logaddexp": lambda x: lamina.logaddexp(x, x * 2),
+    **{name: _unary_case(name) for name in (
+        "reciprocal", "square", "log10", "erfinv", "frac", "sgn", "deg2rad", "rad2deg",
+        "logit", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "isinf",
+        "isposinf", "isneginf", "isfinite", "nan_to_num")},
+    **{name: _binary_case(name) for name in (
+        "atan2", "fmod", "remainder", "floor_divide", "hypot", "logaddexp", "logaddexp2",
+        "copysign", "float_power", "xlogy")},
+    **{f"int_{name}": _int_case(name) for name in (
+        "fmod", "remainder", "floor_divide", "bitwise_and", "bitwise_or", "bitwise_xor",
+        "bitwise_left_shift", "bitwise_right_shift")},
+    "int_floordiv_operator": lambda x: x.long() // 3,
+    "int_mod_operator": lambda x: x.long() % -3,
+    "bitwise_not": lambda x: ~(x.long() & 6),
     "clamp": lambda x: x.clamp(-1, 1),
+    "clamp_tensors": lambda x: x.clamp(x * 0.5, x * 2 + 1),
     "lerp": lambda x: lamina.lerp(x, x * 2, 0.25),
+    "lerp_tensor": lambda x: lamina.lerp(x, x * 2, x.sigmoid()),
     "addcdiv": lambda x: lamina.addcdiv(x, x, x * 2 + 10, value=0.5),
     "addcmul": lambda x: x.addcmul(x, x),
-    "nan_to_num": lambda x: x.nan_to_num(),
-    "asinh": lambda x: x.asinh(),
-    "copysign": lambda x: lamina.copysign(x, -1.0),
-    "isfinite": lambda x: x.isfinite(),
-    "logit": lambda x: x.sigmoid().logit(1e-4),
-    "bitwise": lambda x: ~(x.long() & 6),
+    "logit_eps": lambda x: x.sigmoid().logit(1e-4),
 }
 
 
