@@ -646,15 +646,11 @@ def _scatter_add_(self: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     return inplace.inplace(self, "scatter_add_", lambda: scatter_add(self, dim, index, src))
 
 
-def _setitem(self: Tensor, key: Any, value: Any) -> None:
-    setitem(self, key, value)
-
-
 # Tensor methods this module adds: name -> function (bound by lamina.frontend.methods).
 TENSOR_METHODS: dict = {
     "gather": gather, "scatter": scatter, "scatter_add": scatter_add, "scatter_": _scatter_,
     "scatter_add_": _scatter_add_, "index_select": index_select, "take": take,
     "masked_fill": masked_fill, "masked_select": masked_select, "nonzero": nonzero,
     "argwhere": argwhere, "flip": flip, "fliplr": fliplr, "flipud": flipud,
-    "index_put": index_put, "index_put_": _index_put_, "__setitem__": _setitem,
+    "index_put": index_put, "index_put_": _index_put_, "__setitem__": setitem,
 }
