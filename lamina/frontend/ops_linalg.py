@@ -5,8 +5,9 @@ Every product reaches the contraction kernel (``tensor.matmul``). The
 build is ``beta * input + alpha * (a @ b)``; eagerly it runs as one kernel, the
 matmul with its epilogue fused. ``einsum`` and ``tensordot`` rewrite
 themselves into permutes, reshapes, sums, products and matmuls of the public
-API, so traces and autograd see those ops. Norms are one reduction each (an
-elementwise prologue, the reduction and its epilogue fuse into one kernel).
+API, so traces and autograd see those ops. A norm is one op: eagerly one
+kernel (an elementwise prologue, the reduction and its root fused); its traced
+form selects around the root so that the gradient at a zero vector is 0.
 """
 
 from __future__ import annotations
@@ -339,12 +340,8 @@ def addr(input: Tensor, vec1: Tensor, vec2: Tensor, *, beta: Any = 1, alpha: Any
 
     def body(e: Any, c: Value, u: Value, v: Value, al: Value, be: Value) -> Value:
         p = e("mul", e("mul", u, v), al)
-        if beta == 0:
-            return e("add", p, e("mul", c, e.c(0)))  # broadcast shape, input ignored
-        return e("add", p, e("mul", c, be))
+        return p if beta == 0 else e("add", p, e("mul", c, be))  # beta = 0 ignores NaNs
 
-    if beta == 0:
-        input = zeros(shape, dtype=d)
     return _composite("addr", body, (input, col, vec2, _scaled(alpha, d), _scaled(beta, d)),
                       d, d, (beta == 0,))
 
@@ -577,9 +574,10 @@ def _float_input(x: Tensor, dtype: dt.dtype | None, op: str) -> Tensor:
 
 
 def _norm_reduce(b: Builder, v: Value, ord: float, dims: tuple[int, ...], keepdim: bool,
-                 compute: dt.dtype, out: dt.dtype) -> Value:
-    """The vector ``ord``-norm of ``v`` over ``dims`` as one reduction with its prologue and
-    epilogue."""
+                 compute: dt.dtype, out: dt.dtype, grad_safe: bool) -> Value:
+    """The vector ``ord``-norm of ``v`` over ``dims``: one reduction with its prologue and
+    epilogue. ``grad_safe`` adds the selects that make the gradient at a zero vector 0
+    (the same values; the fuser then gives the epilogue a kernel of its own)."""
     v = _cast(b, v, compute)
 
     def c(x: float) -> Value:
@@ -596,11 +594,17 @@ def _norm_reduce(b: Builder, v: Value, ord: float, dims: tuple[int, ...], keepdi
         r = red("sum", b("tensor.cast", b("tensor.ne", v, c(0.0)), dtype=compute.ir))
     elif ord == 1:
         r = red("sum", b("tensor.abs", v))
-    elif ord == 2:
-        r = b("tensor.sqrt", red("sum", b("tensor.mul", v, v)))
     else:
-        s = red("sum", b("tensor.pow", b("tensor.abs", v), c(ord)))
-        r = b("tensor.pow", s, c(1.0 / ord))
+        s = red("sum", b("tensor.mul", v, v) if ord == 2 else
+                b("tensor.pow", b("tensor.abs", v), c(ord)))
+        # sqrt/pow are not differentiable at 0: select 0 there, and give the root a safe
+        # operand, so the gradient at a zero vector is 0 (PyTorch's), not NaN
+        zero = b("tensor.eq", s, c(0.0)) if ord > 0 and grad_safe else None
+        if zero is not None:
+            s = b("tensor.where", zero, c(1.0), s)
+        r = b("tensor.sqrt", s) if ord == 2 else b("tensor.pow", s, c(1.0 / ord))
+        if zero is not None:
+            r = b("tensor.where", zero, c(0.0), r)
     return _cast(b, r, out)
 
 
@@ -627,14 +631,14 @@ def vector_norm(x: Tensor, ord: Any = 2, dim: Any = None, keepdim: bool = False,
     compute = dt.float32 if out in (dt.float16, dt.bfloat16) else out
 
     def semantic(b: Builder, v: Value) -> Value:
-        return _norm_reduce(b, v, ord, dims, keepdim, compute, out)
+        return _norm_reduce(b, v, ord, dims, keepdim, compute, out, True)
 
     def eager() -> Tensor:
         if x.numel() == 0:
             return zeros(keep_shape if keepdim else kept, dtype=out)
 
-        def build(b: Builder, v: Value) -> Value:
-            return _norm_reduce(b, v, ord, dims, False, compute, out)
+        def build(b: Builder, v: Value) -> Value:  # no gradient here: one kernel
+            return _norm_reduce(b, v, ord, dims, False, compute, out, False)
 
         (res,) = dispatch.run_eager(("vector_norm", ord, dims, out.name), build,
                                     [x._concrete("linalg.vector_norm")], [x._dtype.ir])

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+import numpy as np
+
 from lamina.frontend import dispatch
 from lamina.frontend import dtypes as dt
 from lamina.frontend.ops import (
@@ -336,8 +338,6 @@ def nan_to_num(input: Tensor, nan: float = 0.0, posinf: float | None = None,
 def _finfo_max(d: dt.dtype) -> float:
     if d is dt.bfloat16:
         return float.fromhex("0x1.fep127")
-    import numpy as np
-
     return float(np.finfo(d.numpy).max)
 
 
