@@ -4,13 +4,13 @@
 Each op checks its arguments with PyTorch's messages, then goes through
 ``dispatch.apply`` with a *semantic* build over its own arguments (what a trace
 records and the autograd tape differentiates) and an eager path. Eagerly a
-convolution is one program: a zero-padding kernel (when there is padding), the
+convolution is one program: the padding kernel (when there is padding), the
 tiled convolution kernel and the bias add; a pool is one kernel; a
 normalisation is one build of fused reductions and elementwise ops (its
 parameters passed as stride-0 views of the input's shape, ``1/n`` and ``eps``
 as run-time numbers), so sizes never enter a kernel's cache key.
-``conv_transpose`` runs eagerly as its primitives on concrete tensors (the
-zero-dilation by the stride needs the sizes).
+``conv_transpose`` states its primitive directly in the eager build (its padding
+depends on the kernel size, which the tensor op leaves to the decomposition).
 """
 
 from __future__ import annotations
@@ -75,16 +75,6 @@ def _batched(x: Tensor, nd: int, op: str, what: str = "input") -> bool:
         raise RuntimeError(f"{op}: Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) "
                            f"{what}, but got {what} of size: {list(x.shape)}")
     return x.ndim == nd + 2
-
-
-def _unit_inner(x: Tensor) -> Tensor:
-    """``x``, or a contiguous copy when its last axis is not unit-stride (vector loads)."""
-    a = x._a
-    if a.ndim and a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
-        from lamina.frontend.ops import clone
-
-        return clone(x)
-    return x
 
 
 def _bcast(x: Tensor, shape: tuple[int, ...], axes: Sequence[int]) -> np.ndarray:
@@ -195,7 +185,7 @@ def _conv(op: str, nd: int, input: Tensor, weight: Tensor, bias: Tensor | None, 
         if 0 in out_shape or w.shape[1] == 0 or 0 in kernel:
             out = zeros(out_shape, dtype=x.dtype)
             return out if bias is None else add(out, views.reshape(bias, (-1,) + (1,) * nd))
-        arrays = [_unit_inner(x)._a, w._a]
+        arrays = [x._a, w._a]
         if bias is not None:
             arrays.append(_bcast(bias, out_shape, (1,)))
 
@@ -231,9 +221,8 @@ def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
 def _conv_transpose(op: str, nd: int, input: Tensor, weight: Tensor, bias: Tensor | None,
                     stride: Any, padding: Any, output_padding: Any, groups: int,
                     dilation: Any) -> Tensor:
-    from lamina.frontend.prim_eager import TensorEmitter
     from lamina.ir.dialects.tensor_conv import transpose_size
-    from lamina.passes.decompose_conv import transposed_conv
+    from lamina.passes.decompose_conv import transposed_conv_attrs
 
     x = _check_tensor(input, op)
     if not _batched(x, nd, op):
@@ -269,9 +258,20 @@ def _conv_transpose(op: str, nd: int, input: Tensor, weight: Tensor, bias: Tenso
     def eager() -> Tensor:
         if 0 in out_shape or 0 in x.shape or 0 in w.shape:
             out = zeros(out_shape, dtype=x.dtype)
-        else:
-            out = transposed_conv(TensorEmitter(), x, w, attrs)
-        return out if bias is None else add(out, views.reshape(bias, (-1,) + (1,) * nd))
+            return out if bias is None else add(out, views.reshape(bias, (-1,) + (1,) * nd))
+        # the primitive itself: its padding depends on the (concrete) kernel size
+        prim_attrs = transposed_conv_attrs(tuple(w.shape[2:]), attrs)
+        arrays = [x._a, w._a]
+        if bias is not None:
+            arrays.append(_bcast(bias, out_shape, (1,)))
+
+        def build(b: Builder, xv: Value, wv: Value, *bv: Value) -> Value:
+            y = b("prim.conv", xv, wv, **prim_attrs)
+            return b("tensor.add", y, bv[0]) if bv else y
+
+        key = ("conv_transpose", tuple(sorted(prim_attrs.items())), bias is not None)
+        (res,) = dispatch.run_eager(key, build, arrays, [x.dtype.ir] * len(arrays))
+        return Tensor._wrap(res.reshape(out_shape), x.dtype)
 
     return dispatch.apply(op, semantic, args, eager)
 

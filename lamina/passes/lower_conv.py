@@ -37,7 +37,8 @@ from collections.abc import Callable, Sequence
 
 from lamina.ir.core import Module, Op, Value
 from lamina.ir.dialects import loop as L
-from lamina.ir.types import MemRefType, ScalarType, TensorType, i64, index
+from lamina.ir.dialects.prim_conv import prepared_size
+from lamina.ir.types import MemRefType, ScalarType, TensorType, i1, i64, index
 from lamina.passes.loop_builder import KernelBuilder
 from lamina.passes.lower_index import (
     call,
@@ -117,13 +118,17 @@ def _unit_inner(m: Value) -> bool:
 
 
 def _kernel(name: str, sizes: Callable[[KernelBuilder, Op, list[Value]], list[Value]],
-            emit: Callable[[KernelBuilder, Op, list[Value], Value], None]) -> None:
+            emit: Callable[[KernelBuilder, Op, list[Value], Value], None],
+            prepare: bool = False) -> None:
     """Register prim ``name``: ``sizes`` gives the output sizes from the operand buffers
-    (in the program), ``emit`` fills the kernel over (operands..., out)."""
+    (in the program), ``emit`` fills the kernel over (operands..., out). With ``prepare``
+    the first operand is first dilated and padded into a buffer of its own (``conv``)."""
 
     def lowering(prim: Op, fusion: Op, inputs: list[Value], pb: KernelBuilder,
                  module: Module) -> Value:
         buffers = operand_buffers(prim, fusion, inputs)
+        if prepare:
+            buffers[0] = _prepared_input(prim, fusion, buffers[0], pb, module)
         out = _alloc(pb, prim.result.type, sizes(pb, prim, buffers), fusion)
         hints = [f"in{k}" for k in range(len(buffers))] + ["out"]
         kernel, kb = new_kernel(module, fusion, [*buffers, out], hints)
@@ -133,6 +138,102 @@ def _kernel(name: str, sizes: Callable[[KernelBuilder, Op, list[Value]], list[Va
         return out
 
     custom_kernel(name)(lowering)
+
+
+# -- the prepared input of a convolution -------------------------------------------------------
+def _prepared_input(prim: Op, fusion: Op, x: Value, pb: KernelBuilder, module: Module
+                    ) -> Value:
+    """``x`` dilated by ``input_dilation`` and padded (or cropped) by ``low``/``high``, in a
+    new buffer; ``x`` itself when there is nothing to do and its rows are unit-stride."""
+    a = prim.attrs
+    spread, low, high = a["input_dilation"], a["low"], a["high"]
+    if not any(low) and not any(high) and all(d == 1 for d in spread) and _unit_inner(x):
+        return x
+    xd = dims(pb, x)
+    sizes = list(xd[:2])
+    for n, d, lo, hi in zip(xd[2:], spread, low, high):
+        size = pb.emit("loop.add", pb.emit("loop.mul", pb.emit("loop.sub", n, pb.index(1)),
+                                           pb.index(d)), pb.index(1 + lo + hi))
+        sizes.append(pb.emit("loop.max", size, pb.index(0)))
+    shape = tuple(x.type.shape[:2]) + tuple(
+        None if n is None or prepared_size(n, d, lo, hi) < 0 else prepared_size(n, d, lo, hi)
+        for n, d, lo, hi in zip(x.type.shape[2:], spread, low, high))
+    buf = _alloc(pb, TensorType(shape, x.type.dtype), sizes, fusion)
+    kernel, kb = new_kernel(module, fusion, [x, buf], ["x", "out"], "_pad")
+    _emit_prepare(kb, spread, low, kernel.args[0], kernel.args[1])
+    kb.finish()
+    call(pb, kernel, [x, buf], fusion)
+    return buf
+
+
+def _emit_prepare(kb: KernelBuilder, spread: Sequence[int], low: Sequence[int], x: Value,
+                  out: Value) -> None:
+    """``out[n, c, i] = x[n, c, (i - low) / a]`` where that is a whole index inside ``x``,
+    else 0: parallel over rows; along a row, zeros, a vectorised copy, zeros."""
+    xd, od = dims(kb, x), dims(kb, out)
+    dtype = out.type.dtype
+    zero = kb.const(0, dtype)
+    width = 512 // max(32, dtype.bits)
+    nonempty = kb.const(True, i1)
+    for n in xd[2:]:
+        nonempty = kb.emit("loop.and", nonempty, kb.emit("loop.gt", n, kb.index(0)))
+
+    def source(i: Value, axis: int) -> tuple[Value, Value]:
+        """(whether output index ``i`` holds an input element, that element's index)."""
+        t = kb.emit("loop.sub", i, kb.index(low[axis]))
+        a = kb.index(spread[axis])
+        q = kb.emit("loop.div", t, a)
+        ok = kb.emit("loop.and", kb.emit("loop.ge", t, kb.index(0)),
+                     kb.emit("loop.lt", q, xd[2 + axis]))
+        if spread[axis] > 1:
+            ok = kb.emit("loop.and", ok, kb.emit("loop.eq", kb.emit("loop.rem", t, a),
+                                                 kb.index(0)))
+        return ok, q
+
+    def fill(lo: Value, hi: Value, at: list[Value]) -> None:
+        with kb.loop(lo, hi, kb.index(1)) as lp:
+            kb.store(zero, out, [*at, lp.iv])
+
+    def row(ix: list[Value]) -> None:
+        n, c, *rows = ix
+        ok = nonempty
+        src = []
+        for axis, i in enumerate(rows):
+            inside, q = source(i, axis)
+            ok = kb.emit("loop.and", ok, inside)
+            src.append(q)
+        at = [n, c, *rows]
+        cols, last = od[-1], len(od) - 3
+        with if_(kb, kb.emit("loop.not", ok)):
+            fill(kb.index(0), cols, at)
+        with if_(kb, ok):
+            if spread[-1] == 1:
+                lo = kb.emit("loop.min", kb.emit("loop.max", kb.index(low[-1]), kb.index(0)),
+                             cols)
+                hi = kb.emit("loop.min", kb.emit("loop.max", kb.emit(
+                    "loop.add", kb.index(low[-1]), xd[-1]), lo), cols)
+                fill(kb.index(0), lo, at)
+                copy_end = lo
+                if _unit_inner(x):
+                    span = kb.emit("loop.sub", hi, lo)
+                    copy_end = kb.emit("loop.sub", hi, kb.emit("loop.rem", span,
+                                                               kb.index(width)))
+                    with kb.loop(lo, copy_end, kb.index(width)) as lp:
+                        j = kb.emit("loop.sub", lp.iv, kb.index(low[-1]))
+                        kb.vstore(kb.vload(x, [n, c, *src, j], width), out, [*at, lp.iv])
+                with kb.loop(copy_end, hi, kb.index(1)) as lp:
+                    j = kb.emit("loop.sub", lp.iv, kb.index(low[-1]))
+                    kb.store(kb.load(x, [n, c, *src, j]), out, [*at, lp.iv])
+                fill(hi, cols, at)
+            else:
+                with kb.loop(kb.index(0), cols, kb.index(1)) as lp:
+                    inside, q = source(lp.iv, last)
+                    flag = cast(kb, inside, index)
+                    with kb.loop(kb.index(0), flag, kb.index(1), [zero]) as pick:
+                        pick.yield_([kb.load(x, [n, c, *src, q])])
+                    kb.store(pick.results[0], out, [*at, lp.iv])
+
+    _parallel(kb, od[:-1], row)
 
 
 def _valid_size(kb: KernelBuilder, n: Value, k: Value, s: int, d: int) -> Value:
@@ -310,7 +411,7 @@ def _emit_conv(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
     _ConvTiles(kb, op, ins[0], ins[1], out).run()
 
 
-_kernel("prim.conv", _conv_sizes, _emit_conv)
+_kernel("prim.conv", _conv_sizes, _emit_conv, prepare=True)
 
 
 # -- weight gradient ------------------------------------------------------------------------
@@ -424,7 +525,7 @@ def _emit_wgrad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None
                    *(kb.index(k) for k in kernel)], body)
 
 
-_kernel("prim.conv_weight_grad", _wgrad_sizes, _emit_wgrad)
+_kernel("prim.conv_weight_grad", _wgrad_sizes, _emit_wgrad, prepare=True)
 
 
 # -- pooling ------------------------------------------------------------------------------

@@ -3,11 +3,12 @@ added to the one table of ``vjp_rules``.
 
 A convolution is linear in each operand, so both cotangents are convolutions:
 
-- the input's is the transposed convolution of the output cotangent: dilated by
-  the stride (zeros between elements), padded by the dilated kernel extent on
-  both sides (and more on the high side, up to the input's size: rows the
-  forward never read get zeros), then convolved with the same weight used
-  ``transposed`` (or untransposed, for a transposed forward): stride 1;
+- the input's is the transposed convolution of the output cotangent: the
+  cotangent dilated by the forward's stride, padded by the dilated kernel extent
+  less the forward's padding (so exactly the input's positions come out: the
+  forward's padding is never differentiated), convolved with the same weight used
+  the other way round (``transposed`` flipped), strided by the forward's input
+  dilation (the adjoint of a dilation is a stride, and back);
 - the weight's is ``conv_weight_grad`` of the input and the output cotangent.
 
 ``conv_weight_grad`` is bilinear too, so it has rules of the same kind (second
@@ -23,42 +24,27 @@ from collections.abc import Sequence
 
 from lamina.passes.vjp_rules import Emitter, X, _register, _zeros, vjp
 
+_CONV = ("stride", "dilation", "groups", "transposed", "low", "high", "input_dilation")
+
 
 def _conv_attrs(attrs: dict) -> dict:
-    return {k: attrs[k] for k in ("stride", "dilation", "groups", "transposed")}
-
-
-def dilate(e: Emitter, g: X, stride: Sequence[int]) -> X:
-    """``g`` with ``s - 1`` zeros between neighbours along each spatial axis (axes 2...)."""
-    if all(s == 1 for s in stride):
-        return g
-    shape = tuple(e.shape(g))
-    split: list[int] = list(shape[:2])
-    high: list[int] = [0, 0]
-    for n, s in zip(shape[2:], stride):
-        split += [n, 1]
-        high += [0, s - 1]
-    g = e.prim("prim.reshape", g, shape=tuple(split))
-    g = e.prim("prim.pad", g, low=(0,) * len(split), high=tuple(high), value=0.0)
-    spread = tuple(shape[:2]) + tuple(n * s for n, s in zip(shape[2:], stride))
-    g = e.prim("prim.reshape", g, shape=spread)
-    stop = tuple(shape[:2]) + tuple(max(0, (n - 1) * s + 1) for n, s in zip(shape[2:], stride))
-    return e.prim("prim.slice", g, start=(0,) * len(shape), stop=stop,
-                  step=(1,) * len(shape))
+    return {k: attrs[k] for k in _CONV}
 
 
 def conv_input_grad(e: Emitter, g: X, w: X, spatial: Sequence[int], attrs: dict) -> X:
     """The cotangent of ``conv(x, w)``'s input ``x`` (spatial sizes ``spatial``) from the
-    output cotangent ``g``: a stride-1 convolution of ``g`` dilated and padded."""
-    stride, dilation = attrs["stride"], attrs["dilation"]
+    output cotangent ``g``: one convolution of ``g`` dilated by the stride, padded by the
+    dilated kernel extent less the forward's padding, strided by the forward's input
+    dilation, with the weight used the other way round (``transposed`` flipped)."""
+    stride, dilation, spread = attrs["stride"], attrs["dilation"], attrs["input_dilation"]
     kernel = tuple(e.shape(w))[2:]
-    gd = dilate(e, g, stride)
-    spread = tuple(e.shape(gd))[2:]
-    low = tuple((k - 1) * d for k, d in zip(kernel, dilation))
-    high = tuple(n - m for n, m in zip(spatial, spread))
-    gp = e.prim("prim.pad", gd, low=(0, 0, *low), high=(0, 0, *high), value=0.0)
-    return e.prim("prim.conv", gp, w, stride=(1,) * len(kernel), dilation=tuple(dilation),
-                  groups=attrs["groups"], transposed=not attrs["transposed"])
+    pooled = tuple(e.shape(g))[2:]
+    low = tuple((k - 1) * d - lo for k, d, lo in zip(kernel, dilation, attrs["low"]))
+    high = tuple((n - 1) * a + (k - 1) * d - (m - 1) * s - lo for n, a, k, d, m, s, lo in
+                 zip(spatial, spread, kernel, dilation, pooled, stride, low))
+    return e.prim("prim.conv", g, w, stride=tuple(spread), dilation=tuple(dilation),
+                  groups=attrs["groups"], transposed=not attrs["transposed"], low=low,
+                  high=high, input_dilation=tuple(stride))
 
 
 @vjp("prim.conv")

@@ -307,12 +307,12 @@ def _one(op: str, args: str, attrs: str, result: str) -> str:
 EXAMPLES.update({
     "prim.conv": _one(
         "prim.conv", "%x: tensor<2x4x?x9xf32>, %w: tensor<6x2x3x3xf32>",
-        "dilation = [2, 1], groups = 2, stride = [1, 2], transposed = false",
-        "tensor<2x6x?x4xf32>"),
+        "dilation = [2, 1], groups = 2, high = [1, -1], input_dilation = [1, 2], low = [0, 2], "
+        "stride = [1, 2], transposed = false", "tensor<2x6x?x8xf32>"),
     "prim.conv_weight_grad": _one(
         "prim.conv_weight_grad", "%x: tensor<2x4x9xf64>, %g: tensor<2x6x?xf64>",
-        "dilation = [1], groups = 2, kernel = [3], stride = [1], transposed = true",
-        "tensor<4x3x3xf64>"),
+        "dilation = [1], groups = 2, high = [0], input_dilation = [1], kernel = [3], low = [0], "
+        "stride = [1], transposed = true", "tensor<4x3x3xf64>"),
     "prim.max_pool": _one("prim.max_pool", "%x: tensor<2x?x7x9xf32>", _POOL2,
                           "tensor<2x?x4x5xf32>"),
     "prim.max_pool_index": _one(

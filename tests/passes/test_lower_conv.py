@@ -57,13 +57,17 @@ def kernel_of(name: str, types, **attrs) -> Module:
     return lower(group(types, lambda b, *v: b(name, *v, **attrs)))
 
 
-def conv_attrs(stride, dilation, groups, transposed=False) -> dict:
+def conv_attrs(stride, dilation, groups, transposed=False, low=None, high=None,
+               input_dilation=None) -> dict:
+    nd = len(stride)
     return dict(stride=tuple(stride), dilation=tuple(dilation), groups=groups,
-                transposed=transposed)
+                transposed=transposed, low=tuple(low or (0,) * nd),
+                high=tuple(high or (0,) * nd),
+                input_dilation=tuple(input_dilation or (1,) * nd))
 
 
 # -- decomposition and fusion, as text -------------------------------------------------------
-def test_conv_decomposes_to_pad_and_valid_conv_in_its_own_group():
+def test_conv_decomposes_to_one_padded_conv_in_its_own_group():
     out = run_pipeline("""
     func @f(%x: tensor<2x3x8x8xf32>, %w: tensor<4x3x3x3xf32>, %b: tensor<2x4x8x8xf32>) -> (tensor<2x4x8x8xf32>) {
       %0 = tensor.conv %x, %w {dilation = [1, 1], groups = 1, high = [1, 1], low = [1, 1], stride = [1, 1]} : tensor<2x4x8x8xf32>
@@ -72,12 +76,9 @@ def test_conv_decomposes_to_pad_and_valid_conv_in_its_own_group():
       return %2
     }""", "decompose,simplify,fuse")  # noqa: E501
     filecheck(out, """
-        CHECK: prim.fusion %x
-        CHECK: prim.pad
-        CHECK-SAME: high = [0, 0, 1, 1], low = [0, 0, 1, 1], value = 0.0
-        CHECK: prim.yield
-        CHECK: prim.fusion
+        CHECK: prim.fusion %x, %w
         CHECK-NEXT: prim.conv
+        CHECK-SAME: high = [1, 1], input_dilation = [1, 1], low = [1, 1]
         CHECK-SAME: transposed = false
         CHECK-NEXT: prim.yield
         CHECK: prim.fusion
@@ -85,37 +86,30 @@ def test_conv_decomposes_to_pad_and_valid_conv_in_its_own_group():
         CHECK: prim.where
         CHECK: return
     """)
-    assert out.count("prim.fusion") == 3
+    assert out.count("prim.fusion") == 2
 
 
-def test_conv_transpose_decomposes_through_dilation_and_a_transposed_conv():
+def test_conv_transpose_decomposes_to_a_dilated_transposed_conv():
     out = run_pipeline("""
-    func @f(%x: tensor<1x2x3x3xf32>, %w: tensor<2x4x3x3xf32>) -> (tensor<1x4x5x5xf32>) {
-      %0 = tensor.conv_transpose %x, %w {dilation = [1, 1], groups = 1, output_padding = [0, 0], padding = [1, 1], stride = [2, 2]} : tensor<1x4x5x5xf32>
+    func @f(%x: tensor<1x2x?x3xf32>, %w: tensor<2x4x3x3xf32>) -> (tensor<1x4x?x6xf32>) {
+      %0 = tensor.conv_transpose %x, %w {dilation = [1, 1], groups = 1, output_padding = [0, 1], padding = [1, 1], stride = [2, 2]} : tensor<1x4x?x6xf32>
       return %0
     }""", "decompose")  # noqa: E501
     filecheck(out, """
-        CHECK: prim.reshape %x {shape = [1, 2, 3, 1, 3, 1]}
-        CHECK: prim.pad
-        CHECK-SAME: high = [0, 0, 0, 1, 0, 1]
-        CHECK: prim.reshape
-        CHECK-SAME: {shape = [1, 2, 6, 6]}
-        CHECK: prim.slice
-        CHECK-SAME: stop = [1, 2, 5, 5]
-        CHECK: prim.pad
-        CHECK-SAME: high = [0, 0, 1, 1], low = [0, 0, 1, 1]
-        CHECK: prim.conv
+        CHECK: prim.conv %x, %w
+        CHECK-SAME: high = [1, 2], input_dilation = [2, 2], low = [1, 1], stride = [1, 1]
         CHECK-SAME: transposed = true
+        CHECK-SAME: tensor<1x4x?x6xf32>
     """)
 
 
-def test_conv_transpose_needs_static_sizes_to_decompose():
+def test_conv_transpose_needs_a_static_kernel_to_decompose():
     text = """
-    func @f(%x: tensor<1x2x?x3xf32>, %w: tensor<2x4x3x3xf32>) -> (tensor<1x4x?x5xf32>) {
+    func @f(%x: tensor<1x2x3x3xf32>, %w: tensor<2x4x?x3xf32>) -> (tensor<1x4x?x5xf32>) {
       %0 = tensor.conv_transpose %x, %w {dilation = [1, 1], groups = 1, output_padding = [0, 0], padding = [1, 1], stride = [2, 2]} : tensor<1x4x?x5xf32>
       return %0
     }"""  # noqa: E501
-    with pytest.raises(IRError, match="static sizes"):
+    with pytest.raises(IRError, match="static kernel sizes"):
         run_pipeline(text, "decompose")
 
 
@@ -134,9 +128,10 @@ def test_pools_decompose_to_their_prims():
     ("dilation = [1], groups = 1, stride = [1, 1]", "1x4x6x6", "dilation must be a list of 2"),
 ])
 def test_conv_shape_errors_name_the_op(attrs, result, message):
+    extra = "high = [0, 0], input_dilation = [1, 1], low = [0, 0]"
     module = f"""
     func @f(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> (tensor<{result}xf32>) {{
-      %0 = prim.conv %x, %w {{{attrs}, transposed = false}} : tensor<{result}xf32>
+      %0 = prim.conv %x, %w {{{attrs}, {extra}, transposed = false}} : tensor<{result}xf32>
       return %0
     }}"""
     with pytest.raises(IRError, match=message) as info:
@@ -190,7 +185,9 @@ def test_pool_and_weight_grad_kernels_are_parallel():
 
 # -- kernels vs references (loop interpreter) -------------------------------------------------
 @st.composite
-def conv_cases(draw, max_nd=2):
+def conv_cases(draw, max_nd=2, prepare=True):
+    """(x shape, w shape, stride, dilation, groups, prep): ``prep`` holds the padding
+    (``low``/``high``, negative crops) and ``input_dilation`` of the prepared input."""
     nd = draw(st.integers(1, max_nd))
     groups = draw(st.integers(1, 3))
     cg = draw(st.integers(1, 3))
@@ -198,10 +195,31 @@ def conv_cases(draw, max_nd=2):
     kernel = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
-    spatial = tuple((k - 1) * d + 1 + draw(st.integers(0, 6 if a == nd - 1 else 3))
-                    for a, (k, d) in enumerate(zip(kernel, dilation)))
+    pad = st.integers(-1, 2) if prepare else st.just(0)
+    low = tuple(draw(pad) for _ in range(nd))
+    high = tuple(draw(pad) for _ in range(nd))
+    spread = tuple(draw(st.integers(1, 2) if prepare else st.just(1)) for _ in range(nd))
+    spatial = []
+    for a, (k, d, lo, hi, sp) in enumerate(zip(kernel, dilation, low, high, spread)):
+        need = (k - 1) * d + 1 - 1 - lo - hi  # (S-1)*sp must reach this
+        smallest = max(1, -(-need // sp) + 1)
+        spatial.append(smallest + draw(st.integers(0, 6 if a == nd - 1 else 3)))
     n = draw(st.integers(1, 2))
-    return (n, groups * cg, *spatial), (groups * og, cg, *kernel), stride, dilation, groups
+    prep = dict(low=low, high=high, input_dilation=spread)
+    return (n, groups * cg, *spatial), (groups * og, cg, *kernel), stride, dilation, groups, prep
+
+
+def ref_prepare(x: np.ndarray, low, high, input_dilation) -> np.ndarray:
+    """``x`` dilated by ``input_dilation`` and padded by ``low``/``high`` (negative crops),
+    by a loop over its elements."""
+    spread = input_dilation
+    sizes = [(n - 1) * a + 1 + lo + hi for n, a, lo, hi in zip(x.shape[2:], spread, low, high)]
+    out = np.zeros(x.shape[:2] + tuple(sizes), x.dtype)
+    for idx in np.ndindex(*x.shape[2:]):
+        pos = tuple(i * a + lo for i, a, lo in zip(idx, spread, low))
+        if all(0 <= p < n for p, n in zip(pos, sizes)):
+            out[(..., *pos)] = x[(..., *idx)]
+    return out
 
 
 def _rand(rng, shape, dtype=np.float32):
@@ -211,18 +229,18 @@ def _rand(rng, shape, dtype=np.float32):
 @settings(max_examples=30, deadline=None)
 @given(case=conv_cases(), seed=SEEDS, dynamic=st.booleans())
 def test_conv_kernel_matches_numpy(case, seed, dynamic):
-    xs, ws, stride, dilation, groups = case
+    xs, ws, stride, dilation, groups, prep = case
     rng = np.random.default_rng(seed)
     x, w = _rand(rng, xs), _rand(rng, ws)
     types = [TensorType(xs, f32), TensorType(ws, f32)]
     if dynamic:
         types = [dyn(t) for t in types]
-    m = kernel_of("prim.conv", types, **conv_attrs(stride, dilation, groups))
-    (got,) = run(m, x, w)
-    want = ref_conv(x, w, stride, dilation, groups)
+    attrs = conv_attrs(stride, dilation, groups, **prep)
+    (got,) = run(kernel_of("prim.conv", types, **attrs), x, w)
+    want = ref_conv(ref_prepare(x, **prep), w, stride, dilation, groups)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     static = [TensorType(xs, f32), TensorType(ws, f32)]
-    interp = prim_run(one_op("prim.conv", static, **conv_attrs(stride, dilation, groups)), x, w)
+    interp = prim_run(one_op("prim.conv", static, **attrs), x, w)
     np.testing.assert_allclose(interp[0], want, rtol=1e-5, atol=1e-5)
 
 
@@ -237,29 +255,30 @@ def transposed_weight(w: np.ndarray, groups: int) -> np.ndarray:
 @settings(max_examples=20, deadline=None)
 @given(case=conv_cases(), seed=SEEDS)
 def test_transposed_conv_kernel_flips_and_transposes_the_weight(case, seed):
-    xs, ws, stride, dilation, groups = case
+    xs, ws, stride, dilation, groups, prep = case
     rng = np.random.default_rng(seed)
     # the weight of a transposed conv is (C_in, O / groups, *K)
     wt_shape = (xs[1], ws[0] // groups, *ws[2:])
     x, wt = _rand(rng, xs), _rand(rng, wt_shape)
     types = [dyn(TensorType(xs, f32)), dyn(TensorType(wt_shape, f32))]
-    m = kernel_of("prim.conv", types, **conv_attrs(stride, dilation, groups, True))
+    m = kernel_of("prim.conv", types, **conv_attrs(stride, dilation, groups, True, **prep))
     (got,) = run(m, x, wt)
-    want = ref_conv(x, np.ascontiguousarray(transposed_weight(wt, groups)), stride, dilation,
-                    groups)
+    want = ref_conv(ref_prepare(x, **prep), np.ascontiguousarray(transposed_weight(wt, groups)),
+                    stride, dilation, groups)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @settings(max_examples=20, deadline=None)
 @given(case=conv_cases(), seed=SEEDS, transposed=st.booleans())
 def test_weight_grad_kernel_matches_the_interpreter(case, seed, transposed):
-    xs, ws, stride, dilation, groups = case
+    xs, ws, stride, dilation, groups, prep = case
     rng = np.random.default_rng(seed)
     x = _rand(rng, xs)
+    xp = ref_prepare(x, **prep)
     out_sp = [(n - (k - 1) * d - 1) // s + 1
-              for n, k, s, d in zip(xs[2:], ws[2:], stride, dilation)]
+              for n, k, s, d in zip(xp.shape[2:], ws[2:], stride, dilation)]
     g = _rand(rng, (xs[0], ws[0], *out_sp))
-    attrs = dict(conv_attrs(stride, dilation, groups, transposed), kernel=tuple(ws[2:]))
+    attrs = dict(conv_attrs(stride, dilation, groups, transposed, **prep), kernel=tuple(ws[2:]))
     types = [TensorType(x.shape, f32), TensorType(g.shape, f32)]
     want = prim_run(one_op("prim.conv_weight_grad", types, **attrs), x, g)[0]
     (got,) = run(kernel_of("prim.conv_weight_grad", [dyn(t) for t in types], **attrs), x, g)
@@ -268,8 +287,8 @@ def test_weight_grad_kernel_matches_the_interpreter(case, seed, transposed):
         w = _rand(rng, ws)
         eps = 1e-3
         v = rng.standard_normal(ws)
-        fd = (np.sum(ref_conv(x, w + eps * v, stride, dilation, groups) * g)
-              - np.sum(ref_conv(x, w - eps * v, stride, dilation, groups) * g)) / (2 * eps)
+        fd = (np.sum(ref_conv(xp, w + eps * v, stride, dilation, groups) * g)
+              - np.sum(ref_conv(xp, w - eps * v, stride, dilation, groups) * g)) / (2 * eps)
         assert abs(fd - np.sum(want * v)) < 1e-3 * (1 + abs(fd))
 
 
@@ -377,12 +396,12 @@ def _fd_check(name: str, arrays: list[np.ndarray], rng: np.random.Generator, **a
 @settings(max_examples=15, deadline=None)
 @given(case=conv_cases(), seed=SEEDS, transposed=st.booleans())
 def test_conv_vjps(case, seed, transposed):
-    xs, ws, stride, dilation, groups = case
+    xs, ws, stride, dilation, groups, prep = case
     rng = np.random.default_rng(seed)
     if transposed:
         ws = (xs[1], ws[0] // groups, *ws[2:])
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
-    attrs = conv_attrs(stride, dilation, groups, transposed)
+    attrs = conv_attrs(stride, dilation, groups, transposed, **prep)
     _fd_check("prim.conv", [x, w], rng, **attrs)
     out = prim_run(one_op("prim.conv", [TensorType(xs, f64), TensorType(ws, f64)], **attrs),
                    x, w)[0]
@@ -440,6 +459,27 @@ def test_native_conv_matches_numpy(xs, ws, stride, dilation, groups):
     (got2,) = prog(x2, w)
     np.testing.assert_allclose(got2, ref_conv(x2, w, stride, dilation, groups), rtol=1e-4,
                                atol=1e-4)
+
+
+@pytest.mark.parametrize("low, high, spread", [
+    ((1, 1), (1, 1), (1, 1)),  # zero padding: the copy kernel's vector rows
+    ((2, -1), (0, 3), (1, 1)),  # a cropped axis
+    ((1, 2), (2, 1), (2, 3)),  # a dilated input (a transposed convolution's stride)
+])
+def test_native_prepared_conv_matches_numpy(low, high, spread):
+    rng = np.random.default_rng(sum(low) + 7 * sum(spread))
+    x, w = _rand(rng, (2, 3, 7, 40)), _rand(rng, (5, 3, 3, 2))
+    t = TensorType((None,) * 4, f32)
+    attrs = conv_attrs((1, 1), (1, 1), 1, low=low, high=high, input_dilation=spread)
+    prog = runtime.compile_program(kernel_of("prim.conv", [t, t], **attrs), "f")
+    want = ref_conv(ref_prepare(x, low, high, spread), w, (1, 1), (1, 1), 1)
+    np.testing.assert_allclose(prog(x, w)[0], want, rtol=1e-4, atol=1e-4)
+    # rows without unit stride: the copy kernel's scalar form
+    strided = lower(group([t, t], lambda b, u, v: b("prim.conv", u, v, **attrs)),
+                    layouts=((None,) * 4, (None, None, None, 1)))
+    view = np.asfortranarray(x)
+    np.testing.assert_allclose(runtime.compile_program(strided, "f")(view, w)[0], want,
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_native_conv_reads_strided_inputs():

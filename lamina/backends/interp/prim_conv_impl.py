@@ -41,6 +41,24 @@ def transpose_weight(w: np.ndarray, groups: int) -> np.ndarray:
     return np.flip(v, tuple(range(2, 2 + nd)))
 
 
+def prepare_input(x: np.ndarray, attrs: dict) -> np.ndarray:
+    """``x`` with ``input_dilation - 1`` zeros between neighbours along each spatial axis,
+    then padded by ``low``/``high`` (negative amounts crop): what ``conv`` correlates."""
+    dil, low, high = attrs["input_dilation"], attrs["low"], attrs["high"]
+    nd = len(dil)
+    if 0 in x.shape[2:]:
+        raise ValueError(f"conv: an input of shape {list(x.shape)} has an empty spatial axis")
+    if any(a > 1 for a in dil):
+        spread = np.zeros(x.shape[:2] + tuple((n - 1) * a + 1 for n, a in
+                                              zip(x.shape[2:], dil)), x.dtype)
+        spread[(slice(None), slice(None), *(slice(None, None, a) for a in dil))] = x
+        x = spread
+    x = np.pad(x, [(0, 0), (0, 0)] + [(max(lo, 0), max(hi, 0)) for lo, hi in zip(low, high)])
+    crop = tuple(slice(max(-lo, 0), n - max(-hi, 0))
+                 for lo, hi, n in zip(low, high, x.shape[2:]))
+    return x[(slice(None), slice(None), *crop)] if nd else x
+
+
 def _taps(kernel: tuple[int, ...], out: tuple[int, ...], stride, dilation):
     """Per kernel tap: its index and the slices of the input it multiplies."""
     for tap in itertools.product(*(range(k) for k in kernel)):
@@ -51,7 +69,7 @@ def _taps(kernel: tuple[int, ...], out: tuple[int, ...], stride, dilation):
 def _conv(c: Call, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     a = c.attrs
     stride, dilation, groups = a["stride"], a["dilation"], a["groups"]
-    xv, wv = _values(c, x, 0), _values(c, w, 1)
+    xv, wv = prepare_input(_values(c, x, 0), a), _values(c, w, 1)
     if a["transposed"]:
         if w.shape[0] != x.shape[1] or w.shape[0] % groups:
             raise c.error(f"weight does not fit the input with groups={groups}", x, w)
@@ -63,7 +81,7 @@ def _conv(c: Call, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         raise c.error(f"input channels {ch} and weight {list(w.shape)} do not fit groups="
                       f"{groups}", x, w)
     out_sp = []
-    for size, k, s, d in zip(x.shape[2:], kernel, stride, dilation):
+    for size, k, s, d in zip(xv.shape[2:], kernel, stride, dilation):
         if size < (k - 1) * d + 1:
             raise c.error("the dilated kernel is larger than the input", x, w)
         out_sp.append((size - (k - 1) * d - 1) // s + 1)
@@ -79,13 +97,13 @@ def _conv(c: Call, x: np.ndarray, w: np.ndarray) -> np.ndarray:
 def _conv_weight_grad(c: Call, x: np.ndarray, g: np.ndarray) -> np.ndarray:
     a = c.attrs
     stride, dilation, groups, kernel = a["stride"], a["dilation"], a["groups"], a["kernel"]
-    xv, gv = _values(c, x, 0), _values(c, g, 1)
+    xv, gv = prepare_input(_values(c, x, 0), a), _values(c, g, 1)
     n, ch = x.shape[:2]
     o = g.shape[1]
     out_sp = g.shape[2:]
     if g.shape[0] != n or ch % groups or o % groups:
         raise c.error(f"batch or channels do not fit groups={groups}", x, g)
-    for size, k, so, s, d in zip(x.shape[2:], kernel, out_sp, stride, dilation):
+    for size, k, so, s, d in zip(xv.shape[2:], kernel, out_sp, stride, dilation):
         if so and (k - 1) * d + (so - 1) * s + 1 > size:
             raise c.error(f"the output cotangent does not fit the input with kernel "
                           f"{list(kernel)}", x, g)

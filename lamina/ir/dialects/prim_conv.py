@@ -9,15 +9,19 @@ Layouts are PyTorch's: ``x`` is ``(N, C, *S)`` (batch, channels, ``nd`` spatial
 axes); weights are ``(O, C / groups, *K)``. Per spatial axis, ``s`` is the stride,
 ``d`` the dilation, ``K`` the kernel size.
 
-- ``conv`` is a *valid* correlation (no padding: the frontend pads with
-  ``prim.pad``, so kernels never test bounds): ``So = (S - (K-1)*d - 1) // s + 1``
-  and ``out[n, o, j] = sum_{c, k} x[n, g*Cg + c, j*s + k*d] * W(o, c, k)`` where
-  ``g`` is ``o``'s group and ``Cg = C / groups``. With ``transposed`` the weight
-  is given as ``(C, O / groups, *K)`` and used transposed within each group and
-  flipped in space, ``W(o, c, k) = w[g*Cg + c, o - g*Og, K-1-k]``: the adjoint of
-  a convolution with respect to its input, i.e. a transposed convolution.
+- ``conv`` correlates the *prepared* input ``x'``: ``x`` with ``input_dilation - 1``
+  zeros between neighbours (a transposed convolution's stride), then padded by
+  ``low``/``high`` zeros per spatial axis (negative amounts crop), of size
+  ``S' = (S-1)*a + 1 + low + high``. ``So = (S' - (K-1)*d - 1) // s + 1`` and
+  ``out[n, o, j] = sum_{c, k} x'[n, g*Cg + c, j*s + k*d] * W(o, c, k)`` where
+  ``g`` is ``o``'s group and ``Cg = C / groups`` (the kernel prepares ``x'`` in a
+  buffer of its own, so the correlation itself never tests bounds). With
+  ``transposed`` the weight is given as ``(C, O / groups, *K)`` and used
+  transposed within each group and flipped in space,
+  ``W(o, c, k) = w[g*Cg + c, o - g*Og, K-1-k]``: the adjoint of a convolution with
+  respect to its input, i.e. a transposed convolution.
 - ``conv_weight_grad(x, g)`` is the adjoint of ``conv`` with respect to its
-  weight: ``out[o, c, k] = sum_{n, j} g[n, o, j] * x[n, g*Cg + c, j*s + k*d]``
+  weight: ``out[o, c, k] = sum_{n, j} g[n, o, j] * x'[n, g*Cg + c, j*s + k*d]``
   with ``kernel`` giving ``K`` (the sizes alone cannot); with ``transposed`` the
   result has the transposed weight layout.
 - Pools work on the last ``len(window)`` axes of any tensor and take PyTorch's
@@ -106,6 +110,14 @@ def pool_size(size: int | None, k: int, s: int, d: int, p: int, ceil: bool) -> i
 
 
 # -- convolution ------------------------------------------------------------------------
+_CONV_ATTRS = ("stride", "dilation", "groups", "transposed", "low", "high", "input_dilation")
+
+
+def prepared_size(size: int | None, a: int, low: int, high: int) -> int | None:
+    """The size of an axis after dilating it by ``a`` and padding it by ``low``/``high``."""
+    return None if size is None else (size - 1) * a + 1 + low + high
+
+
 class _ConvBase(Prim):
     traits = OPAQUE
 
@@ -115,6 +127,12 @@ class _ConvBase(Prim):
         nd = _spatial_rank(attrs, "stride", what)
         stride = _ints(attrs["stride"], nd, what, "stride", 1)
         dilation = _ints(attrs["dilation"], nd, what, "dilation", 1)
+        _ints(attrs["input_dilation"], nd, what, "input_dilation", 1)
+        for key in ("low", "high"):
+            v = attrs[key]
+            if not isinstance(v, tuple) or len(v) != nd or not all(
+                    isinstance(p, int) and not isinstance(p, bool) for p in v):
+                raise IRError(f"{what}: {key} must be a list of {nd} ints, got {v!r}")
         groups = attrs["groups"]
         if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
             raise IRError(f"{what}: groups must be an int >= 1, got {groups!r}")
@@ -130,6 +148,17 @@ class _ConvBase(Prim):
                               f"axes), got {t}")
         if x.dtype != other.dtype:
             raise IRError(f"{what}: dtypes differ: {roles[0]} {x} and {roles[1]} {other}")
+
+    @classmethod
+    def _prepared(cls, x: TensorType, attrs: dict) -> list[int | None]:
+        """The spatial sizes of the dilated, padded input the correlation reads."""
+        out = []
+        for a, size in enumerate(x.shape[2:]):
+            if size == 0:
+                raise IRError(f"{cls.name}: input {x} has an empty spatial axis")
+            out.append(prepared_size(size, attrs["input_dilation"][a], attrs["low"][a],
+                                     attrs["high"][a]))
+        return out
 
 
 def conv_channels(x: TensorType, w: TensorType, groups: int, transposed: bool, what: str
@@ -151,11 +180,11 @@ def conv_channels(x: TensorType, w: TensorType, groups: int, transposed: bool, w
 
 @register
 class Conv(_ConvBase):
-    """Valid N-d correlation (see the module docstring)."""
+    """N-d correlation of the dilated, padded input (see the module docstring)."""
 
     name = "prim.conv"
     num_operands = 2
-    attributes = ("stride", "dilation", "groups", "transposed")
+    attributes = _CONV_ATTRS
 
     @classmethod
     def infer(cls, operand_types, attrs):
@@ -165,13 +194,14 @@ class Conv(_ConvBase):
         cls._check_pair(x, w, nd, ("input", "weight"))
         channels = conv_channels(x, w, groups, transposed, cls.name)
         spatial = []
-        for a in range(nd):
-            size, k = x.shape[2 + a], w.shape[2 + a]
+        for a, size in enumerate(cls._prepared(x, attrs)):
+            k = w.shape[2 + a]
             if k == 0:
                 raise IRError(f"{cls.name}: weight {w} has an empty kernel")
             if size is not None and k is not None and size < (k - 1) * dilation[a] + 1:
-                raise IRError(f"{cls.name}: spatial axis {a} of input {x} is smaller than the "
-                              f"dilated kernel ({(k - 1) * dilation[a] + 1}) of weight {w}")
+                raise IRError(f"{cls.name}: spatial axis {a} of input {x} (padded and dilated: "
+                              f"{size}) is smaller than the dilated kernel "
+                              f"({(k - 1) * dilation[a] + 1}) of weight {w}")
             spatial.append(valid_size(size, k, stride[a], dilation[a]))
         return [TensorType((x.shape[0], channels, *spatial), x.dtype)]
 
@@ -182,7 +212,7 @@ class ConvWeightGrad(_ConvBase):
 
     name = "prim.conv_weight_grad"
     num_operands = 2
-    attributes = ("stride", "dilation", "groups", "transposed", "kernel")
+    attributes = (*_CONV_ATTRS, "kernel")
 
     @classmethod
     def infer(cls, operand_types, attrs):
@@ -195,8 +225,8 @@ class ConvWeightGrad(_ConvBase):
         cx, co = x.shape[1], g.shape[1]
         for c, role in ((cx, "input"), (co, "output")):
             _div(c, groups, cls.name, f"{role} channels {c} not divisible by groups={groups}")
-        for a in range(nd):
-            size, so = x.shape[2 + a], g.shape[2 + a]
+        for a, size in enumerate(cls._prepared(x, attrs)):
+            so = g.shape[2 + a]
             if size is not None and so is not None and so > 0 and \
                     (kernel[a] - 1) * dilation[a] + (so - 1) * stride[a] + 1 > size:
                 raise IRError(f"{cls.name}: output cotangent {g} does not fit input {x} with "
