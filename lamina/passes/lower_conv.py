@@ -23,9 +23,11 @@ no access leaves its buffer.
 Channel tiles need ``OT`` channels in a group; groups with fewer (depthwise
 convolutions) take a one-channel variant, chosen at run time. A strided last
 axis, or an input without unit inner stride, takes the same tiles with scalar
-columns. ``conv_weight_grad`` keeps ``OT x CT`` accumulators of (output channel,
-input channel) pairs for one kernel tap, vectorised along the reduction over the
-last axis and reduced across lanes at the end. The pools are scalar loop nests
+columns. ``conv_weight_grad`` keeps vector accumulators for a tile of (output
+channel, input channel, tap of the last kernel axis) triples (4 x 2 x 3 for 3x3
+kernels: the taps of a row read shifted copies of one input row, which stay in
+L1), vectorised along the reduction over the last axis and reduced across lanes
+at the end. The pools are scalar loop nests
 over clipped windows, one output (or, for the adjoints, one input) element at a
 time; ``max_pool_grad`` owns a whole plane per parallel iteration, so the
 scattered additions into it never race.
@@ -54,7 +56,7 @@ from lamina.passes.lower_reduce import accumulator_type
 OT = 8  # output channels per conv tile
 VT = 2  # vectors of columns per conv tile
 ST = 4  # scalar columns per conv tile when the last axis is not vectorised
-WT_O, WT_C = 4, 4  # (output, input) channel pairs per weight-gradient tile
+WT_O, WT_C = 4, 4  # (output, input) channels per weight-gradient tile of 1x1 kernels
 
 Body = Callable[[list[Value], list[Value]], list[Value]]
 
@@ -426,6 +428,14 @@ def _wgrad_sizes(pb: KernelBuilder, op: Op, bufs: list[Value]) -> list[Value]:
     return [*lead, *(pb.index(k) for k in a["kernel"])]
 
 
+def _wgrad_tiles(k_last: int) -> tuple[int, int, int]:
+    """(output channels, input channels, taps of the last kernel axis) per weight-gradient
+    tile: taps of one row share their input loads (shifted reads of one row), so a tile
+    takes a whole short row of taps and fewer input channels."""
+    kt = k_last if k_last <= 3 else -(-k_last // -(-k_last // 3))
+    return WT_O, {1: WT_C, 2: 3}.get(kt, 2), kt
+
+
 def _emit_wgrad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
     a = op.attrs
     x, g = ins
@@ -441,61 +451,59 @@ def _emit_wgrad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None
     vector = stride[-1] == 1 and _unit_inner(x) and _unit_inner(g)
     lanes = width if vector else 1
     spatial = gd[2:]
+    o_tile, c_tile, k_tile = _wgrad_tiles(kernel[-1])
 
     def cast_acc(v: Value) -> Value:
         return v if acc_t == dtype else kb.emit("loop.cast", v, dtype=acc_t)
 
+    def clamped(first: Value, count: int, size: Value) -> tuple[list[Value], list[Value]]:
+        """Indices ``first + i`` clamped into ``[0, size)``, and whether each is real."""
+        idx = [kb.emit("loop.min", kb.emit("loop.add", first, kb.index(i)),
+                       kb.emit("loop.sub", size, kb.index(1))) for i in range(count)]
+        ok = [kb.emit("loop.lt", kb.emit("loop.add", first, kb.index(i)), size)
+              for i in range(count)]
+        return idx, ok
+
     def body(ix: list[Value]) -> None:
-        grp, ot, ct, *taps = ix
-        o_first = kb.emit("loop.mul", ot, kb.index(WT_O))
-        c_first = kb.emit("loop.mul", ct, kb.index(WT_C))
-        os = [kb.emit("loop.min", kb.emit("loop.add", o_first, kb.index(i)),
-                      kb.emit("loop.sub", og, kb.index(1))) for i in range(WT_O)]
-        cs = [kb.emit("loop.min", kb.emit("loop.add", c_first, kb.index(i)),
-                      kb.emit("loop.sub", cg, kb.index(1))) for i in range(WT_C)]
-        o_ok = [kb.emit("loop.lt", kb.emit("loop.add", o_first, kb.index(i)), og)
-                for i in range(WT_O)]
-        c_ok = [kb.emit("loop.lt", kb.emit("loop.add", c_first, kb.index(i)), cg)
-                for i in range(WT_C)]
+        grp, ot, ct, *lead_taps, kt = ix
+        os, o_ok = clamped(kb.emit("loop.mul", ot, kb.index(o_tile)), o_tile, og)
+        cs, c_ok = clamped(kb.emit("loop.mul", ct, kb.index(c_tile)), c_tile, cg)
+        kws, k_ok = clamped(kb.emit("loop.mul", kt, kb.index(k_tile)), k_tile,
+                            kb.index(kernel[-1]))
         o_abs = [kb.emit("loop.add", kb.emit("loop.mul", grp, og), o) for o in os]
         c_abs = [kb.emit("loop.add", kb.emit("loop.mul", grp, cg), c) for c in cs]
-        pairs = [(i, j) for i in range(WT_O) for j in range(WT_C)]
+        tiles = [(i, j, t) for i in range(o_tile) for j in range(c_tile) for t in range(k_tile)]
 
-        def x_at(n: Value, c: Value, pos: list[Value], last: Value) -> list[Value]:
+        def x_at(n: Value, c: Value, pos: list[Value], last: Value, kw: Value) -> list[Value]:
             at = [kb.emit("loop.add", kb.emit("loop.mul", p, kb.index(s)),
                           kb.emit("loop.mul", t, kb.index(d)))
-                  for p, t, s, d in zip(pos, taps[:-1], stride, dilation)]
+                  for p, t, s, d in zip(pos, lead_taps, stride, dilation)]
             col = kb.emit("loop.add", kb.emit("loop.mul", last, kb.index(stride[-1])),
-                          kb.emit("loop.mul", taps[-1], kb.index(dilation[-1])))
+                          kb.emit("loop.mul", kw, kb.index(dilation[-1])))
             return [n, c, *at, col]
 
         def step(n: Value, pos: list[Value], col: Value, accs: list[Value], w: int
                  ) -> list[Value]:
             read = (lambda m, idx: kb.vload(m, idx, w)) if w > 1 else kb.load
             gs = [cast_acc(read(g, [n, o, *pos, col])) for o in o_abs]
-            xs = [cast_acc(read(x, x_at(n, c, pos, col))) for c in c_abs]
-            return [kb.emit("loop.add", acc, kb.emit("loop.mul", gs[i], xs[j]))
-                    for acc, (i, j) in zip(accs, pairs)]
+            xs = {(j, t): cast_acc(read(x, x_at(n, c, pos, col, kw)))
+                  for j, c in enumerate(c_abs) for t, kw in enumerate(kws)}
+            return [kb.emit("loop.add", acc, kb.emit("loop.mul", gs[i], xs[(j, t)]))
+                    for acc, (i, j, t) in zip(accs, tiles)]
 
         zero = kb.const(0, acc_t)
         vzero = kb.emit("loop.splat", zero, width=lanes) if lanes > 1 else zero
         cols = spatial[-1]
         vec_end = kb.emit("loop.sub", cols, kb.emit("loop.rem", cols, kb.index(lanes)))
-        two_end = kb.emit("loop.sub", cols, kb.emit("loop.rem", cols, kb.index(2 * lanes)))
         outer = _ranges(kb, [batch, *spatial[:-1]])
 
         def main_rows(ivs: list[Value], carried: list[Value]) -> list[Value]:
-            # two steps per iteration: rows are often only a few vectors long
             n, *pos = ivs
-            with kb.loop(kb.index(0), two_end, kb.index(2 * lanes), carried) as lp:
-                half = step(n, pos, lp.iv, lp.args, lanes)
-                lp.yield_(step(n, pos, kb.emit("loop.add", lp.iv, kb.index(lanes)), half,
-                               lanes))
-            with kb.loop(two_end, vec_end, kb.index(lanes), lp.results) as lp:
+            with kb.loop(kb.index(0), vec_end, kb.index(lanes), carried) as lp:
                 lp.yield_(step(n, pos, lp.iv, lp.args, lanes))
             return lp.results
 
-        accs = _nest(kb, outer, [vzero] * len(pairs), main_rows)
+        accs = _nest(kb, outer, [vzero] * len(tiles), main_rows)
         if lanes > 1:
             accs = [kb.emit("loop.vreduce", v, fn="sum") for v in accs]
 
@@ -509,20 +517,23 @@ def _emit_wgrad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None
             with kb.loop(kb.index(0), has_tail, kb.index(1), accs) as lp:
                 lp.yield_(_nest(kb, outer, lp.args, tail_rows))
             accs = lp.results
-        for (i, j), total in zip(pairs, accs):
+        for (i, j, t), total in zip(tiles, accs):
             if acc_t != dtype:
                 total = kb.emit("loop.cast", total, dtype=dtype)
-            with if_(kb, kb.emit("loop.and", o_ok[i], c_ok[j])):
+            ok = kb.emit("loop.and", kb.emit("loop.and", o_ok[i], c_ok[j]), k_ok[t])
+            with if_(kb, ok):
+                taps = [*lead_taps, kws[t]]
                 if a["transposed"]:  # the transposed weight layout, flipped in space
-                    flipped = [kb.emit("loop.sub", kb.index(k - 1), t)
-                               for k, t in zip(kernel, taps)]
+                    flipped = [kb.emit("loop.sub", kb.index(k - 1), tap)
+                               for k, tap in zip(kernel, taps)]
                     at = [c_abs[j], os[i], *flipped]
                 else:
                     at = [o_abs[i], cs[j], *taps]
                 kb.store(total, out, at)
 
-    _parallel(kb, [groups, _ceil_div(kb, og, WT_O), _ceil_div(kb, cg, WT_C),
-                   *(kb.index(k) for k in kernel)], body)
+    _parallel(kb, [groups, _ceil_div(kb, og, o_tile), _ceil_div(kb, cg, c_tile),
+                   *(kb.index(k) for k in kernel[:-1]),
+                   kb.index(-(-kernel[-1] // k_tile))], body)
 
 
 _kernel("prim.conv_weight_grad", _wgrad_sizes, _emit_wgrad, prepare=True)

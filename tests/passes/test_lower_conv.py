@@ -292,6 +292,18 @@ def test_weight_grad_kernel_matches_the_interpreter(case, seed, transposed):
         assert abs(fd - np.sum(want * v)) < 1e-3 * (1 + abs(fd))
 
 
+@pytest.mark.parametrize("kernel", [4, 5, 7])
+def test_weight_grad_tiles_long_kernel_rows(kernel):
+    """Taps of the last kernel axis come in tiles of up to 3; the last tile is clamped."""
+    rng = np.random.default_rng(kernel)
+    x, g = _rand(rng, (2, 3, 20)), _rand(rng, (2, 4, 20 - kernel + 1))
+    attrs = dict(conv_attrs((1,), (1,), 1), kernel=(kernel,))
+    types = [TensorType(x.shape, f32), TensorType(g.shape, f32)]
+    want = prim_run(one_op("prim.conv_weight_grad", types, **attrs), x, g)[0]
+    (got,) = run(kernel_of("prim.conv_weight_grad", [dyn(t) for t in types], **attrs), x, g)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 @st.composite
 def pool_cases(draw):
     nd = draw(st.integers(1, 2))
