@@ -31,9 +31,12 @@ def add_parser(sub: Any) -> None:
                    help="an input like 1x64xf32 (repeat per argument); default: the file's "
                    "example_inputs()")
     p.add_argument("-o", "--output", required=True, help="OUT.so or OUT.o (OUT.h is written "
-                   "beside it)")
-    p.add_argument("--target", dest="arch", choices=("cpu", "aarch64"), default="cpu",
-                   help="cpu: this machine (default); aarch64: aarch64-unknown-linux-gnu")
+                   "beside it), or OUT.ptx with --target cuda")
+    p.add_argument("--target", dest="arch", choices=("cpu", "aarch64", "cuda"), default="cpu",
+                   help="cpu: this machine (default); aarch64: aarch64-unknown-linux-gnu; "
+                   "cuda: PTX text of every kernel (no GPU needed)")
+    p.add_argument("--gpu-arch", default="sm_90", help="PTX target with --target cuda "
+                   "(default sm_90)")
     p.add_argument("--symbol", help="the C function's name (default: NAME as an identifier)")
     p.set_defaults(run=run)
 
@@ -75,8 +78,25 @@ def compile_target(target_text: str, specs: list[str], arch: str = "cpu",
     return obj, sig, header_text(sig, note)
 
 
+def compile_ptx(target_text: str, specs: list[str], gpu_arch: str) -> str:
+    """The PTX of every kernel of FILE.py:NAME (kernels only: the host drives them)."""
+    from lamina.frontend.compile import CompiledFunction
+    from lamina.tools.loader import load_target
+
+    target = load_target(target_text)
+    cf = CompiledFunction(target.fn, target.name)
+    return cf.lower(*target.example_inputs(specs), target="cuda", arch=gpu_arch).as_text("ptx")
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
+    if args.arch == "cuda":
+        if out.suffix != ".ptx":
+            raise UsageError(f"cannot write {out.name}: with --target cuda the output must end "
+                             "in .ptx")
+        out.write_text(compile_ptx(args.target, args.input, args.gpu_arch))
+        print(f"wrote {out}: PTX for {args.gpu_arch}")
+        return 0
     if out.suffix not in (".so", ".o"):
         raise UsageError(f"cannot write {out.name}: the output must end in .so or .o")
     cc = _compiler(args.arch) if out.suffix == ".so" else None

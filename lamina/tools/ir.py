@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import sys
 from typing import Any
 
-from lamina.tools.loader import UsageError, load_target
+from lamina.tools.loader import load_target
 
 STAGES = ("tensor", "prim", "loop", "llvm", "ptx")
 
@@ -47,16 +46,8 @@ def lower_target(target_text: str, specs: list[str], print_after: bool = False) 
 
 
 def ptx_text(lowered: Any) -> str:
-    """The PTX of the loop stage, when the NVPTX backend is part of this install."""
-    if importlib.util.find_spec("lamina.backends.nvptx") is None:
-        raise UsageError("the ptx stage needs the NVPTX backend (lamina.backends.nvptx), which "
-                         "this install does not have")
-    import lamina.backends.nvptx as nvptx
-
-    emit = getattr(nvptx, "emit_ptx", None) or getattr(nvptx, "compile_ptx", None)
-    if emit is None:
-        raise UsageError("lamina.backends.nvptx has no emit_ptx(module) entry point")
-    return str(emit(lowered.stages.loop))
+    """The PTX of the loop stage's kernels (for sm_90; no GPU needed)."""
+    return lowered.as_text("ptx")
 
 
 def run(args: argparse.Namespace) -> int:
