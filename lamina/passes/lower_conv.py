@@ -10,27 +10,29 @@ no access leaves its buffer.
 ``lower_dot``'s B-row form, with the im2col matrix never built:
 
 - ``loop.parallel`` over (batch, group, tiles of ``OT`` output channels of the
-  group, output rows: every spatial axis but the last);
-- along the last output axis, tiles of ``VT`` vectors of ``W`` columns, then single
-  vectors, the last one moved back to end at the row's end (it recomputes a few columns
-  rather than leaving a scalar tail); rows narrower than ``W`` take vectors of ``W/2``
-  the same way, and rows narrower than that single columns;
+  group, pairs of output rows: every spatial axis but the last, the last of them
+  in pairs);
+- along a wide row (at least ``VT`` vectors of ``W`` columns), tiles of ``VT``
+  vectors, then single vectors, the last one moved back to end at the row's end
+  (it recomputes a few columns rather than leaving a scalar tail); narrower rows
+  are tiled two rows at a time, one vector (of ``W``, else ``W/2``, else single
+  columns) of each;
 - a ``loop.for`` nest over (input channels of the group, kernel taps) carrying
-  ``OT x VT`` vector accumulators: each step loads ``VT`` input vectors (unit
-  stride along the row, so the last axis must have stride 1 and a unit inner
-  stride in memory) and ``OT`` weights, splatted.
+  ``OT x VT`` vector accumulators: each step loads ``VT`` input vectors
+  (contiguous along the row) and ``OT`` weights, splatted.
 
 Channel tiles need ``OT`` channels in a group; groups with fewer (depthwise
-convolutions) take a one-channel variant, chosen at run time. A strided last
-axis, or an input without unit inner stride, takes the same tiles with scalar
-columns. ``conv_weight_grad`` keeps vector accumulators for a tile of (output
-channel, input channel, tap of the last kernel axis) triples (4 x 2 x 3 for 3x3
-kernels: the taps of a row read shifted copies of one input row, which stay in
-L1), vectorised along the reduction over the last axis and reduced across lanes
-at the end. The pools are scalar loop nests
-over clipped windows, one output (or, for the adjoints, one input) element at a
-time; ``max_pool_grad`` owns a whole plane per parallel iteration, so the
-scattered additions into it never race.
+convolutions) take a one-channel variant, chosen at run time. The input is first
+copied into a buffer of its own when it is padded, dilated, strided along its
+last axis (split into phases there, so strided windows read contiguous vectors)
+or without unit inner stride. ``conv_weight_grad`` keeps vector accumulators for
+a tile of (output channel, input channel, tap of the last kernel axis) triples
+(4 x 2 x 3 for 3x3 kernels: the taps of a row read shifted copies of one input
+row, which stay in L1), vectorised along the reduction over the last axis and
+reduced across lanes at the end. The pools are scalar loop nests over clipped
+windows, one output (or, for the adjoints, one input) element at a time;
+``max_pool_grad`` owns a whole plane per parallel iteration, so the scattered
+additions into it never race.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ from lamina.passes.lower_reduce import accumulator_type
 
 OT = 8  # output channels per conv tile
 VT = 2  # vectors of columns per conv tile
-ST = 4  # scalar columns per conv tile when the last axis is not vectorised
 WT_O, WT_C = 4, 4  # (output, input) channels per weight-gradient tile of 1x1 kernels
 
 Body = Callable[[list[Value], list[Value]], list[Value]]
@@ -124,14 +125,16 @@ def _kernel(name: str, sizes: Callable[[KernelBuilder, Op, list[Value]], list[Va
             prepare: bool = False) -> None:
     """Register prim ``name``: ``sizes`` gives the output sizes from the operand buffers
     (in the program), ``emit`` fills the kernel over (operands..., out). With ``prepare``
-    the first operand is first dilated and padded into a buffer of its own (``conv``)."""
+    the first operand is first dilated, padded and split into phases in a buffer of its
+    own (``conv``, see ``_prepared_input``)."""
 
     def lowering(prim: Op, fusion: Op, inputs: list[Value], pb: KernelBuilder,
                  module: Module) -> Value:
         buffers = operand_buffers(prim, fusion, inputs)
+        out_sizes = sizes(pb, prim, buffers)
         if prepare:
             buffers[0] = _prepared_input(prim, fusion, buffers[0], pb, module)
-        out = _alloc(pb, prim.result.type, sizes(pb, prim, buffers), fusion)
+        out = _alloc(pb, prim.result.type, out_sizes, fusion)
         hints = [f"in{k}" for k in range(len(buffers))] + ["out"]
         kernel, kb = new_kernel(module, fusion, [*buffers, out], hints)
         emit(kb, prim, kernel.args[:-1], kernel.args[-1])
@@ -143,35 +146,57 @@ def _kernel(name: str, sizes: Callable[[KernelBuilder, Op, list[Value]], list[Va
 
 
 # -- the prepared input of a convolution -------------------------------------------------------
+def prepared_sizes(kb: KernelBuilder, op: Op, xd: Sequence[Value]) -> list[Value]:
+    """The spatial sizes of ``conv``'s dilated, padded input (0 when cropped away)."""
+    a = op.attrs
+    out = []
+    for n, d, lo, hi in zip(xd[2:], a["input_dilation"], a["low"], a["high"]):
+        size = kb.emit("loop.add", kb.emit("loop.mul", kb.emit("loop.sub", n, kb.index(1)),
+                                           kb.index(d)), kb.index(1 + lo + hi))
+        out.append(kb.emit("loop.max", size, kb.index(0)))
+    return out
+
+
 def _prepared_input(prim: Op, fusion: Op, x: Value, pb: KernelBuilder, module: Module
                     ) -> Value:
     """``x`` dilated by ``input_dilation`` and padded (or cropped) by ``low``/``high``, in a
-    new buffer; ``x`` itself when there is nothing to do and its rows are unit-stride."""
+    new buffer; ``x`` itself when there is nothing to do and its rows are unit-stride.
+
+    With a stride ``s > 1`` along the last axis, that axis is split into ``s`` phases:
+    the buffer is ``(N, C, *rows, s, ceil(W / s))`` and element ``w`` sits at
+    ``(w % s, w / s)``, so the columns a strided window reads are contiguous again
+    (tap ``k`` of output column ``j`` is at phase ``k*d % s``, index ``j + k*d / s``).
+    """
     a = prim.attrs
     spread, low, high = a["input_dilation"], a["low"], a["high"]
-    if not any(low) and not any(high) and all(d == 1 for d in spread) and _unit_inner(x):
+    phases = a["stride"][-1]
+    if (not any(low) and not any(high) and all(d == 1 for d in spread) and phases == 1
+            and _unit_inner(x)):
         return x
     xd = dims(pb, x)
-    sizes = list(xd[:2])
-    for n, d, lo, hi in zip(xd[2:], spread, low, high):
-        size = pb.emit("loop.add", pb.emit("loop.mul", pb.emit("loop.sub", n, pb.index(1)),
-                                           pb.index(d)), pb.index(1 + lo + hi))
-        sizes.append(pb.emit("loop.max", size, pb.index(0)))
-    shape = tuple(x.type.shape[:2]) + tuple(
-        None if n is None or prepared_size(n, d, lo, hi) < 0 else prepared_size(n, d, lo, hi)
-        for n, d, lo, hi in zip(x.type.shape[2:], spread, low, high))
+    spatial = prepared_sizes(pb, prim, xd)
+    sizes = [*xd[:2], *spatial]
+    static = tuple(None if n is None or prepared_size(n, d, lo, hi) < 0
+                   else prepared_size(n, d, lo, hi)
+                   for n, d, lo, hi in zip(x.type.shape[2:], spread, low, high))
+    shape = tuple(x.type.shape[:2]) + static
+    if phases > 1:
+        sizes[-1:] = [pb.index(phases), _ceil_div(pb, spatial[-1], phases)]
+        last = static[-1]
+        shape = shape[:-1] + (phases, None if last is None else -(-last // phases))
     buf = _alloc(pb, TensorType(shape, x.type.dtype), sizes, fusion)
     kernel, kb = new_kernel(module, fusion, [x, buf], ["x", "out"], "_pad")
-    _emit_prepare(kb, spread, low, kernel.args[0], kernel.args[1])
+    _emit_prepare(kb, spread, low, high, kernel.args[0], kernel.args[1], phases)
     kb.finish()
     call(pb, kernel, [x, buf], fusion)
     return buf
 
 
-def _emit_prepare(kb: KernelBuilder, spread: Sequence[int], low: Sequence[int], x: Value,
-                  out: Value) -> None:
+def _emit_prepare(kb: KernelBuilder, spread: Sequence[int], low: Sequence[int],
+                  high: Sequence[int], x: Value, out: Value, phases: int) -> None:
     """``out[n, c, i] = x[n, c, (i - low) / a]`` where that is a whole index inside ``x``,
-    else 0: parallel over rows; along a row, zeros, a vectorised copy, zeros."""
+    else 0: parallel over rows; along a row, zeros, a vectorised copy, zeros (or, with
+    phases, element by element into the phase-split row)."""
     xd, od = dims(kb, x), dims(kb, out)
     dtype = out.type.dtype
     zero = kb.const(0, dtype)
@@ -205,7 +230,15 @@ def _emit_prepare(kb: KernelBuilder, spread: Sequence[int], low: Sequence[int], 
             ok = kb.emit("loop.and", ok, inside)
             src.append(q)
         at = [n, c, *rows]
-        cols, last = od[-1], len(od) - 3
+        cols, last = od[-1], len(spread) - 1
+        if phases > 1:
+            size = kb.emit("loop.add", kb.emit("loop.mul", kb.emit("loop.sub", xd[-1],
+                                                                   kb.index(1)),
+                                               kb.index(spread[-1])),
+                           kb.index(1 + low[-1] + high[-1]))
+            _phase_row(kb, x, out, at, [n, c, *src], ok, lambda i: source(i, last), phases,
+                       size, zero, low[-1], spread[-1])
+            return
         with if_(kb, kb.emit("loop.not", ok)):
             fill(kb.index(0), cols, at)
         with if_(kb, ok):
@@ -235,7 +268,51 @@ def _emit_prepare(kb: KernelBuilder, spread: Sequence[int], low: Sequence[int], 
                         pick.yield_([kb.load(x, [n, c, *src, q])])
                     kb.store(pick.results[0], out, [*at, lp.iv])
 
-    _parallel(kb, od[:-1], row)
+    _parallel(kb, od[:-1 if phases == 1 else -2], row)
+
+
+def _phase_row(kb: KernelBuilder, x: Value, out: Value, at: list[Value], src: list[Value],
+               row_ok: Value, source: Callable[[Value], tuple[Value, Value]], phases: int,
+               length: Value, zero: Value, low: int, spread: int) -> None:
+    """One phase-split row: ``out[..., p, q]`` holds prepared element ``q * phases + p``
+    (zero past the prepared row's ``length``). Without input dilation each phase is a
+    strided copy between two runs of zeros; with it, element by element."""
+    count = dims(kb, out)[-1]
+    step = kb.index(phases)
+
+    def fill(p: Value, lo: Value, hi: Value) -> None:
+        with kb.loop(lo, hi, kb.index(1)) as lp:
+            kb.store(zero, out, [*at, p, lp.iv])
+
+    if spread == 1:
+        width = dims(kb, x)[-1]
+        first = kb.emit("loop.min", kb.index(max(low, 0)), length)
+        end = kb.emit("loop.min", kb.emit("loop.max", kb.emit("loop.add", width,
+                                                               kb.index(low)), first), length)
+        with kb.loop(kb.index(0), step, kb.index(1)) as ph:
+            with if_(kb, kb.emit("loop.not", row_ok)):
+                fill(ph.iv, kb.index(0), count)
+            with if_(kb, row_ok):
+                q_lo = _ceil_div(kb, kb.emit("loop.max", kb.emit("loop.sub", first, ph.iv),
+                                             kb.index(0)), phases)
+                q_hi = kb.emit("loop.max", _ceil_div(kb, kb.emit(
+                    "loop.max", kb.emit("loop.sub", end, ph.iv), kb.index(0)), phases), q_lo)
+                fill(ph.iv, kb.index(0), q_lo)
+                with kb.loop(q_lo, q_hi, kb.index(1)) as lp:
+                    i = kb.emit("loop.add", kb.emit("loop.mul", lp.iv, step), ph.iv)
+                    kb.store(kb.load(x, [*src, kb.emit("loop.sub", i, kb.index(low))]), out,
+                             [*at, ph.iv, lp.iv])
+                fill(ph.iv, q_hi, count)
+        return
+    with kb.loop(kb.index(0), step, kb.index(1)) as ph:
+        with kb.loop(kb.index(0), count, kb.index(1)) as lp:
+            i = kb.emit("loop.add", kb.emit("loop.mul", lp.iv, step), ph.iv)
+            inside, q = source(i)
+            take = kb.emit("loop.and", row_ok, kb.emit("loop.and", inside,
+                                                       kb.emit("loop.lt", i, length)))
+            with kb.loop(kb.index(0), cast(kb, take, index), kb.index(1), [zero]) as pick:
+                pick.yield_([kb.load(x, [*src, q])])
+            kb.store(pick.results[0], out, [*at, ph.iv, lp.iv])
 
 
 def _valid_size(kb: KernelBuilder, n: Value, k: Value, s: int, d: int) -> Value:
@@ -266,9 +343,20 @@ def _conv_sizes(pb: KernelBuilder, op: Op, bufs: list[Value]) -> list[Value]:
     a = op.attrs
     x, w = (dims(pb, b) for b in bufs)
     channels = pb.emit("loop.mul", w[1], pb.index(a["groups"])) if a["transposed"] else w[0]
-    spatial = [_valid_size(pb, n, k, s, d)
-               for n, k, s, d in zip(x[2:], w[2:], a["stride"], a["dilation"])]
+    spatial = [_valid_size(pb, n, k, s, d) for n, k, s, d in
+               zip(prepared_sizes(pb, op, x), w[2:], a["stride"], a["dilation"])]
     return [x[0], channels, *spatial]
+
+
+def row_position(kb: KernelBuilder, j: Value, tap: Value, s: int, d: int, phased: bool
+                 ) -> list[Value]:
+    """The index, along the prepared input's last axis (two axes when split into phases),
+    of tap ``tap`` of output column ``j``: ``j*s + tap*d``, or its (phase, offset)."""
+    off = kb.emit("loop.mul", tap, kb.index(d))
+    if not phased:
+        return [kb.emit("loop.add", kb.emit("loop.mul", j, kb.index(s)), off)]
+    return [kb.emit("loop.rem", off, kb.index(s)),
+            kb.emit("loop.add", j, kb.emit("loop.div", off, kb.index(s)))]
 
 
 class _ConvTiles:
@@ -292,7 +380,8 @@ class _ConvTiles:
         self.dtype: ScalarType = out.type.dtype
         self.acc_t = accumulator_type(self.dtype)
         self.width = 512 // max(32, self.dtype.bits)
-        self.vector = self.stride[-1] == 1 and _unit_inner(x)
+        # the last axis is read with vector loads: unit stride, or split into phases
+        self.phased = x.type.rank == len(self.stride) + 3
         self.groups = groups
         self.od = dims(kb, out)
 
@@ -301,18 +390,31 @@ class _ConvTiles:
         big = kb.emit("loop.ge", self.og, kb.index(OT))
         tiles = kb.emit("loop.select", big, _ceil_div(kb, self.og, OT), self.og)
         rows = self.od[2:-1]
+        # rows come in pairs: a narrow row (one vector wide) is tiled with its neighbour
+        pairs = [*rows[:-1], _ceil_div(kb, rows[-1], 2)] if rows else []
 
         def body(ix: list[Value]) -> None:
-            n, grp, tile, *row = ix
+            n, grp, tile, *pair = ix
+            if rows:
+                first = kb.emit("loop.mul", pair[-1], kb.index(2))
+                second = kb.emit("loop.add", first, kb.index(1))
+                last = kb.emit("loop.sub", rows[-1], kb.index(1))
+                rowset = [([*pair[:-1], first], kb.const(True, i1)),
+                          ([*pair[:-1], kb.emit("loop.min", second, last)],
+                           kb.emit("loop.lt", second, rows[-1]))]
+            else:
+                rowset = [([], kb.const(True, i1))]
             with if_(kb, big):
-                self.channel_tile(n, grp, tile, row, OT)
+                self.channel_tile(n, grp, tile, rowset, OT)
             with if_(kb, kb.emit("loop.not", big)):
-                self.channel_tile(n, grp, tile, row, 1)
+                self.channel_tile(n, grp, tile, rowset, 1)
 
-        _parallel(kb, [self.od[0], self.groups, tiles, *rows], body)
+        _parallel(kb, [self.od[0], self.groups, tiles, *pairs], body)
 
-    def channel_tile(self, n: Value, grp: Value, tile: Value, row: list[Value], ot: int
-                     ) -> None:
+    def channel_tile(self, n: Value, grp: Value, tile: Value, rowset: list, ot: int) -> None:
+        """All output columns of the rows ``rowset`` ((row index, real) pairs) for ``ot``
+        output channels: wide rows one at a time in tiles of ``VT`` vectors, narrow rows
+        together, one vector (or single column) of each row per tile."""
         kb = self.kb
         first = kb.emit("loop.mul", tile, kb.index(ot))
         chans = []
@@ -323,36 +425,39 @@ class _ConvTiles:
                           clamped, kb.emit("loop.lt", local, self.og)))
         cbase = kb.emit("loop.mul", grp, self.cg)
         cols = self.od[-1]
+        width, half = self.width, self.width // 2
 
-        def tile_at(col: Value, nv: int, lanes: int) -> None:
-            self.tile(n, cbase, chans, row, col, nv, lanes)
-
-        def columns(lo: Value, step: int, nv: int, lanes: int) -> Value:
+        def columns(rows: list, lo: Value, step: int, nv: int, lanes: int) -> Value:
             hi = kb.emit("loop.sub", cols, kb.emit("loop.rem", kb.emit("loop.sub", cols, lo),
                                                    kb.index(step)))
             with kb.loop(lo, hi, kb.index(step)) as lp:
-                tile_at(lp.iv, nv, lanes)
+                self.tile(n, cbase, chans, rows, lp.iv, nv, lanes)
             return hi
 
-        def overlapping(lo: Value, lanes: int) -> None:
+        def overlapping(rows: list, lo: Value, lanes: int) -> None:
             # single vectors over [lo, cols), the last one moved back to end at cols: it
             # recomputes a few columns (and stores the same values) instead of a scalar tail
             last = kb.emit("loop.sub", cols, kb.index(lanes))
             with kb.loop(lo, cols, kb.index(lanes)) as lp:
-                tile_at(kb.emit("loop.min", lp.iv, last), 1, lanes)
+                self.tile(n, cbase, chans, rows, kb.emit("loop.min", lp.iv, last), 1, lanes)
 
-        if not self.vector:
-            columns(columns(kb.index(0), ST, ST, 1), 1, 1, 1)
-            return
-        width, half = self.width, self.width // 2
-        lo = columns(kb.index(0), VT * width, VT, width) if ot > 1 else kb.index(0)
-        with if_(kb, kb.emit("loop.ge", cols, kb.index(width))):
-            overlapping(lo, width)
-        narrow = kb.emit("loop.lt", cols, kb.index(width))
-        with if_(kb, kb.emit("loop.and", narrow, kb.emit("loop.ge", cols, kb.index(half)))):
-            overlapping(kb.index(0), half)
+        wide = kb.emit("loop.ge", cols, kb.index(VT * width))
+        with if_(kb, wide):
+            # the rows of the pair one after the other (a loop, not two copies of the code)
+            count = kb.emit("loop.add", kb.index(1), cast(kb, rowset[-1][1], index))
+            with kb.loop(kb.index(0), count, kb.index(1)) as rl:
+                row = [*rowset[0][0][:-1], kb.emit("loop.add", rowset[0][0][-1], rl.iv)] \
+                    if rowset[0][0] else []
+                one = [(row, kb.const(True, i1))]
+                overlapping(one, columns(one, kb.index(0), VT * width, VT, width), width)
+        narrow = kb.emit("loop.not", wide)
+        with if_(kb, kb.emit("loop.and", narrow, kb.emit("loop.ge", cols, kb.index(width)))):
+            overlapping(rowset, kb.index(0), width)
+        with if_(kb, kb.emit("loop.and", kb.emit("loop.lt", cols, kb.index(width)),
+                             kb.emit("loop.ge", cols, kb.index(half)))):
+            overlapping(rowset, kb.index(0), half)
         with if_(kb, kb.emit("loop.lt", cols, kb.index(half))):
-            columns(kb.index(0), 1, 1, 1)
+            columns(rowset, kb.index(0), 1, 1, 1)
 
     def weight_at(self, chan: tuple[Value, Value, Value], c: Value, cbase: Value,
                   taps: list[Value]) -> Value:
@@ -363,26 +468,27 @@ class _ConvTiles:
                    for k, t in zip(self.kernel, taps)]
         return kb.load(self.w, [kb.emit("loop.add", cbase, c), chan[1], *flipped])
 
-    def tile(self, n: Value, cbase: Value, chans: list, row: list[Value], col: Value,
-             nv: int, lanes: int) -> None:
+    def tile(self, n: Value, cbase: Value, chans: list, rows: list, col: Value, nv: int,
+             lanes: int) -> None:
+        """Accumulators for (channel, row, vector) triples, through (channel, taps) loops."""
         kb = self.kb
         vec = lanes > 1
         zero = kb.const(0, self.acc_t)
         if vec:
             zero = kb.emit("loop.splat", zero, width=lanes)
         starts = [kb.emit("loop.add", col, kb.index(v * lanes)) for v in range(nv)]
+        spots = [(r, start) for r in range(len(rows)) for start in starts]
 
         def body(ivs: list[Value], accs: list[Value]) -> list[Value]:
             c, *taps = ivs
             ch = kb.emit("loop.add", cbase, c)
-            pos = [kb.emit("loop.add", kb.emit("loop.mul", r, kb.index(s)),
-                           kb.emit("loop.mul", t, kb.index(d)))
-                   for r, t, s, d in zip(row, taps, self.stride, self.dilation)]
             xs = []
-            for start in starts:
-                last = kb.emit("loop.add", kb.emit("loop.mul", start, kb.index(self.stride[-1])),
-                               kb.emit("loop.mul", taps[-1], kb.index(self.dilation[-1])))
-                idx = [n, ch, *pos, last]
+            for r, start in spots:
+                pos = [kb.emit("loop.add", kb.emit("loop.mul", i, kb.index(s)),
+                               kb.emit("loop.mul", t, kb.index(d)))
+                       for i, t, s, d in zip(rows[r][0], taps, self.stride, self.dilation)]
+                idx = [n, ch, *pos, *row_position(kb, start, taps[-1], self.stride[-1],
+                                                  self.dilation[-1], self.phased)]
                 v = kb.vload(self.x, idx, lanes) if vec else kb.load(self.x, idx)
                 xs.append(self._acc(v, lanes))
             new = []
@@ -391,19 +497,21 @@ class _ConvTiles:
                 if vec:
                     wt = kb.emit("loop.splat", wt, width=lanes)
                 for j, xv in enumerate(xs):
-                    acc = accs[i * nv + j]
-                    new.append(kb.emit("loop.add", acc, kb.emit("loop.mul", wt, xv)))
+                    new.append(kb.emit("loop.add", accs[i * len(spots) + j],
+                                       kb.emit("loop.mul", wt, xv)))
             return new
 
-        accs = _nest(kb, _ranges(kb, [self.cg, *self.kernel]), [zero] * (len(chans) * nv), body)
+        accs = _nest(kb, _ranges(kb, [self.cg, *self.kernel]), [zero] * (len(chans) * len(spots)),
+                     body)
         for i, (o, _, ok) in enumerate(chans):
-            with if_(kb, ok):
-                for j, start in enumerate(starts):
-                    v = accs[i * nv + j]
+            for j, (r, start) in enumerate(spots):
+                real = ok if kb.const_of(rows[r][1]) is True else \
+                    kb.emit("loop.and", ok, rows[r][1])
+                with if_(kb, real):
+                    v = accs[i * len(spots) + j]
                     if self.acc_t != self.dtype:
                         v = kb.emit("loop.cast", v, dtype=self.dtype)
-                    at = [n, o, *row, start]
-                    (kb.vstore if vec else kb.store)(v, self.out, at)
+                    (kb.vstore if vec else kb.store)(v, self.out, [n, o, *rows[r][0], start])
 
     def _acc(self, v: Value, lanes: int) -> Value:
         return v if self.acc_t == self.dtype else self.kb.emit("loop.cast", v, dtype=self.acc_t)
@@ -448,7 +556,8 @@ def _emit_wgrad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None
     dtype: ScalarType = out.type.dtype
     acc_t = accumulator_type(dtype)
     width = 512 // max(32, dtype.bits)
-    vector = stride[-1] == 1 and _unit_inner(x) and _unit_inner(g)
+    phased = x.type.rank == len(stride) + 3
+    vector = (phased or stride[-1] == 1) and _unit_inner(x) and _unit_inner(g)
     lanes = width if vector else 1
     spatial = gd[2:]
     o_tile, c_tile, k_tile = _wgrad_tiles(kernel[-1])
@@ -478,9 +587,7 @@ def _emit_wgrad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None
             at = [kb.emit("loop.add", kb.emit("loop.mul", p, kb.index(s)),
                           kb.emit("loop.mul", t, kb.index(d)))
                   for p, t, s, d in zip(pos, lead_taps, stride, dilation)]
-            col = kb.emit("loop.add", kb.emit("loop.mul", last, kb.index(stride[-1])),
-                          kb.emit("loop.mul", kw, kb.index(dilation[-1])))
-            return [n, c, *at, col]
+            return [n, c, *at, *row_position(kb, last, kw, stride[-1], dilation[-1], phased)]
 
         def step(n: Value, pos: list[Value], col: Value, accs: list[Value], w: int
                  ) -> list[Value]:

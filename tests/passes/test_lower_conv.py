@@ -146,11 +146,7 @@ def test_conv_kernel_is_tiled_over_channels_and_vectorised_along_rows():
     filecheck(out, """
         CHECK: kernel @k0(%in0: memref<?x?x?x?xf32>, %in1: memref<?x?x?x?xf32>, %out: memref<?x?x?x?xf32>)
         CHECK: loop.parallel
-        CHECK: loop.for
-        CHECK: loop.for
-        CHECK: loop.for
-        CHECK: loop.for
-        CHECK-SAME: vector<16xf32>
+        CHECK: : vector<16xf32>, vector<16xf32>
         CHECK: loop.vload %in0
         CHECK-SAME: {width = 16}
         CHECK: loop.load %in1
@@ -162,15 +158,25 @@ def test_conv_kernel_is_tiled_over_channels_and_vectorised_along_rows():
         CHECK: loop.alloc
         CHECK: loop.call %a0, %a1, %
     """)  # noqa: E501
-    # 8 output channels x 2 vectors of accumulators in the widest tile
+    # 8 output channels x 2 vectors (of one row, or one of each of two rows) per tile
     assert max(line.count("vector<16xf32>") for line in out.splitlines()) >= 16
+    assert max(line.count("vector<8xf32>") for line in out.splitlines()) >= 16
 
 
-def test_strided_rows_take_scalar_columns():
+def test_strided_rows_are_split_into_phases():
     t = [dyn(TensorType((1, 1, 1, 1), f32))] * 2
     out = str(kernel_of("prim.conv", t, **conv_attrs((1, 2), (1, 1), 1)))
-    assert "loop.vload" not in out and "loop.vstore" not in out
-    assert "loop.parallel" in out
+    filecheck(out, """
+        CHECK: kernel @k0_pad(%x: memref<?x?x?x?xf32>, %out: memref<?x?x?x2x?xf32>)
+        CHECK: kernel @k0(%in0: memref<?x?x?x2x?xf32>
+        CHECK: loop.vload %in0
+        CHECK-SAME: {width = 16}
+        CHECK: func @f
+        CHECK: loop.call %a0, %
+        CHECK-SAME: {kernel = @k0_pad}
+        CHECK: loop.call
+        CHECK-SAME: {kernel = @k0}
+    """)
 
 
 def test_pool_and_weight_grad_kernels_are_parallel():
