@@ -440,6 +440,16 @@ def test_pool_vjps(case, seed):
               **_pool_attrs(window, stride, (1,) * len(window), padding, ceil, "prim.avg"))
     output = tuple(min(n, k + 1) for n, k in zip(shape[-len(window):], window))
     _fd_check("prim.adaptive_avg_pool", [x], rng, output=output)
+    # the adjoints' own rules (second derivatives): linear in the cotangent, and not
+    # depending on x (max pooling: only through which element is largest)
+    for name, attrs in (
+            ("prim.max_pool", _pool_attrs(window, stride, dilation, padding, ceil,
+                                          "prim.max_pool")),
+            ("prim.avg_pool", _pool_attrs(window, stride, (1,) * len(window), padding, ceil,
+                                          "prim.avg")),
+            ("prim.adaptive_avg_pool", dict(output=output))):
+        pooled = prim_run(one_op(name, [TensorType(shape, f64)], **attrs), x)[0]
+        _fd_check(name + "_grad", [x, rng.standard_normal(pooled.shape)], rng, **attrs)
 
 
 # -- native runs (LLVM backend + runtime) --------------------------------------------------------
