@@ -45,7 +45,7 @@ def broadcast_shapes(*shapes: Sequence[int], op: str = "broadcast") -> tuple[int
                 if out[j] != 1 and out[j] != d:
                     raise RuntimeError(
                         f"{op}: The size of tensor a ({out[j]}) must match the size of tensor "
-                        f"b ({d}) at non-singleton dimension {i}; shapes "
+                        f"b ({d}) at non-singleton dimension {j}; shapes "
                         f"{[list(x) for x in shapes]}"
                     )
                 out[j] = d
@@ -309,9 +309,18 @@ def mul(input: Any, other: Any) -> Tensor:
 
 
 def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
-    if rounding_mode is not None:
-        raise NotImplementedError("div(rounding_mode=...) is not supported yet")
-    return _binary("truediv", input, other, "truediv")
+    if rounding_mode is None:
+        return _binary("truediv", input, other, "truediv")
+    from lamina.frontend import ops_math
+
+    if rounding_mode == "floor":
+        return ops_math.floor_divide(input, other)
+    if rounding_mode == "trunc":
+        return ops_math._division("div_trunc", "div_trunc_cpu", input, other,
+                                  lambda e, x, y: e("div", x, y),
+                                  lambda e, x, y: e("trunc", e("div", x, y)))
+    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+                     f"found '{rounding_mode}'")
 
 
 def rdiv(self: Tensor, other: Any) -> Tensor:

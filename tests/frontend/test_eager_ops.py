@@ -226,3 +226,22 @@ def test_repr_matches_torch():
         assert repr(lamina.tensor(data)) == repr(torch.tensor(data)).replace("torch", "lamina")
     assert repr(lamina.tensor([1.0], dtype=lamina.float64)) == \
         "tensor([1.], dtype=lamina.float64)"
+
+
+@needs_torch
+@pytest.mark.parametrize("mode", ["trunc", "floor"])
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_div_rounding_modes_match_torch(mode, dtype):
+    a = np.array([7, -7, 7, -7, 0, 5], dtype=dtype)
+    b = np.array([2, 2, -2, -2, 3, 5], dtype=dtype)
+    got = lamina.div(lamina.from_numpy(a), lamina.from_numpy(b), rounding_mode=mode)
+    want = torch.div(torch.from_numpy(a), torch.from_numpy(b), rounding_mode=mode)
+    assert str(got.dtype).split(".")[1] == str(want.dtype).split(".")[1]
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    with pytest.raises(ValueError, match="rounding_mode"):
+        lamina.div(lamina.from_numpy(a), 2, rounding_mode="up")
+
+
+def test_broadcast_error_names_the_output_dimension():
+    with pytest.raises(RuntimeError, match="non-singleton dimension 1"):
+        lamina.ones(2, 3) + lamina.ones(4)
