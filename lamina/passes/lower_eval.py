@@ -63,9 +63,10 @@ class Evaluator:
     """Emits the code for region values at indices into one kernel."""
 
     def __init__(self, kb: KernelBuilder, shapes: ShapeSolver, inputs: dict[int, Value],
-                 width: int, what: str = "group"):
+                 width: int, what: str = "group", target: str = "cpu"):
         self.kb, self.shapes, self.inputs, self.width, self.what = (
             kb, shapes, inputs, width, what)
+        self.target = target  # "cpu" or "cuda": which loop shapes the rules pick
         self.region = shapes.region
         # value id -> function(idx) giving its element: lets a kernel inject accumulators
         self.overrides: dict[int, Callable[[tuple], Value]] = {}

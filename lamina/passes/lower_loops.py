@@ -47,8 +47,12 @@ class LowerLoops(Pass):
 
     name = "lower-loops"
     arg_layouts: tuple[Layout, ...] | None = None
+    target: str = "cpu"  # "cuda": GPU-shaped loops (see module docstring)
 
     def __post_init__(self) -> None:
+        if self.target not in ("cpu", "cuda"):
+            raise ValueError(f"lower-loops: unknown target {self.target!r}; expected 'cpu' "
+                             "or 'cuda'")
         if self.arg_layouts is not None:
             object.__setattr__(self, "arg_layouts", tuple(
                 None if p is None else tuple(p) for p in self.arg_layouts))
@@ -60,7 +64,7 @@ class LowerLoops(Pass):
             if g.kind == "kernel":
                 out.add(g)
                 continue
-            programs.append(lower_func(g, self.arg_layouts, out))
+            programs.append(lower_func(g, self.arg_layouts, out, self.target))
         for p in programs:
             out.add(p)
         return out
@@ -79,7 +83,8 @@ def memref_for(t: TensorType, layout: Layout, what: str) -> MemRefType:
     return MemRefType(t.shape, t.dtype, tuple(layout))
 
 
-def lower_func(g: Graph, arg_layouts: tuple[Layout, ...] | None, module: Module) -> Graph:
+def lower_func(g: Graph, arg_layouts: tuple[Layout, ...] | None, module: Module,
+               target: str = "cpu") -> Graph:
     """Add the kernels of func ``g`` to ``module`` and return its program func."""
     if arg_layouts is not None and len(arg_layouts) != len(g.args):
         raise IRError(f"lower-loops: @{g.name} has {len(g.args)} arguments but arg_layouts "
@@ -99,7 +104,7 @@ def lower_func(g: Graph, arg_layouts: tuple[Layout, ...] | None, module: Module)
             raise IRError(f"lower-loops: @{g.name} must hold only prim.fusion ops and return "
                           f"(run decompose and fuse first), found {op.where()}")
         inputs = [_buffer(buffers, v, g) for v in op.operands]
-        buffers[id(op.result)] = _lower_group(op, inputs, pb, module)
+        buffers[id(op.result)] = _lower_group(op, inputs, pb, module, target)
     else:
         raise IRError(f"lower-loops: @{g.name} does not end with return")
     return program
@@ -129,7 +134,8 @@ def _unique_name(module: Module, name: str) -> str:
 CUSTOM_KERNELS: dict[str, Callable[[Op, Op, list[Value], KernelBuilder, Module], Value]] = {}
 
 
-def _lower_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module) -> Value:
+def _lower_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module,
+                 target: str = "cpu") -> Value:
     """Emit the kernel of one fusion group, and its alloc + call into the program."""
     region = op.regions[0]
     inner = [o for o in region.ops if o.has("opaque")]
@@ -149,7 +155,7 @@ def _lower_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module)
     hints = [f"in{k}" for k in range(len(distinct))] + ["out"]
     kernel = Graph(name, [v.type for v in distinct] + [out_type], hints, kind="kernel")
     binding = {id(a): kernel.args[_position(distinct, v)] for a, v in zip(region.args, inputs)}
-    emit_kernel(kernel, region, yielded, binding, kernel.args[-1], op)
+    emit_kernel(kernel, region, yielded, binding, kernel.args[-1], op, target)
     module.add(kernel)
 
     solver = ShapeSolver(region, yielded, pb,
@@ -183,12 +189,15 @@ def vector_width(region: Block) -> int:
 
 
 def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int, Value],
-                out: Value, fusion: Op) -> None:
-    """Fill ``kernel`` with the loop nest computing ``yielded`` into ``out``."""
+                out: Value, fusion: Op, target: str = "cpu") -> None:
+    """Fill ``kernel`` with the loop nest computing ``yielded`` into ``out``.
+
+    ``target`` is recorded on the evaluator (``ev.target``) for the lowering rules.
+    """
     what = f"kernel @{kernel.name}"
     kb = KernelBuilder(kernel, fusion.loc)
     shapes = ShapeSolver(region, yielded, kb, binding, out, what=what)
-    ev = Evaluator(kb, shapes, binding, vector_width(region), what)
+    ev = Evaluator(kb, shapes, binding, vector_width(region), what, target)
     ops = [op for op in region.ops if not isinstance(op, P.FusionYield)]
     for op in ops:
         if isinstance(op, (P.Fusion, L.LoopOp)) or op.name.startswith("tensor."):
@@ -200,7 +209,7 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
     elif _vectorize_output(ops):
         # many registers of lanes: each step of the reduction then reads a long
         # contiguous run of every row it visits, which the hardware prefetches well
-        wide = Evaluator(kb, shapes, binding, ev.width * OUTPUT_VECTORS, what)
+        wide = Evaluator(kb, shapes, binding, ev.width * OUTPUT_VECTORS, what, target)
         emit_output_nest([wide, ev, ev], yielded, out, dims)
     else:
         emit_output_nest([ev], yielded, out, dims)

@@ -19,6 +19,15 @@ LOOP_PIPELINE = "lower-loops,prepare-loops"
 STAGES = ("tensor", "prim", "loop")
 
 ArgLayouts = Sequence[tuple[int | None, ...]] | None
+TARGETS = ("cpu", "cuda")
+
+
+def check_target(target: str) -> str:
+    """``target`` itself when it names a known loop-stage target, else a ValueError."""
+    if target not in TARGETS:
+        raise ValueError(f"lower: unknown target {target!r}; expected one of "
+                         f"{', '.join(map(repr, TARGETS))}")
+    return target
 
 
 @dataclass(frozen=True)
@@ -50,26 +59,33 @@ def to_prim(module: Module, print_after: Iterable[str] | str = (),
 
 
 def to_loops(prim: Module, arg_layouts: ArgLayouts = None,
-             print_after: Iterable[str] | str = ()) -> Module:
-    """lower-loops, prepare-loops: kernels and the program (``prim`` is not changed)."""
+             print_after: Iterable[str] | str = (), target: str = "cpu") -> Module:
+    """lower-loops, prepare-loops: kernels and the program (``prim`` is not changed).
+
+    ``target`` shapes the loops for the hardware (``"cuda"``: scalar rows and
+    plain accumulating loops that ``gpu-map`` spreads over a warp); the meaning
+    of the loop IR does not depend on it, so the CPU backend runs either.
+    """
     # imported here: the loop passes live in their own modules and import this package
     from lamina.passes.lower_loops import LowerLoops
     from lamina.passes.prepare_loops import PrepareLoops
 
-    passes = [LowerLoops(arg_layouts=arg_layouts), PrepareLoops()]
+    passes = [LowerLoops(arg_layouts=arg_layouts, target=check_target(target)), PrepareLoops()]
     return PassManager(passes, print_after=print_after).run(clone_module(prim))
 
 
 def lower(module: Module, arg_layouts: ArgLayouts = None,
-          print_after: Iterable[str] | str | None = None, autodiff: Pass | None = None
-          ) -> Stages:
+          print_after: Iterable[str] | str | None = None, autodiff: Pass | None = None,
+          target: str = "cpu") -> Stages:
     """Lower a tensor-dialect module to the loop stage; every stage is verified.
 
     ``arg_layouts`` gives, per func argument, its stride pattern (docs/contracts.md,
     eager specialisation); ``print_after`` names passes (or ``"all"``) whose output
-    is printed to stderr; ``autodiff`` adds the reverse sweep (see ``to_prim``).
+    is printed to stderr; ``autodiff`` adds the reverse sweep (see ``to_prim``);
+    ``target`` (``"cpu"`` or ``"cuda"``) picks the loop shapes (see ``to_loops``).
     """
+    check_target(target)
     wanted = () if print_after is None else print_after
     prim = to_prim(module, wanted, autodiff)
-    loop = to_loops(prim, arg_layouts, wanted)
+    loop = to_loops(prim, arg_layouts, wanted, target)
     return Stages(module, prim, loop)
