@@ -93,11 +93,11 @@ class CompiledFunction:
         values = [tr.value_of(o) for o in outs]
         return Module([tr.finish(values)]), tr.captured, tree
 
-    def _lower_module(self, module: Module) -> Any:
+    def _lower_module(self, module: Module, target: str = "cpu") -> Any:
         """The pipeline from the traced module to loops (``lamina.grad`` adds autodiff)."""
         from lamina.passes.pipeline import lower
 
-        return lower(module)
+        return lower(module, target=target)
 
     def lower(self, *args: Tensor, target: str = "cpu", arch: str = "sm_90") -> Lowered:
         """Trace and lower for these inputs (no machine code yet).
@@ -109,7 +109,7 @@ class CompiledFunction:
             raise ValueError(f"lamina.compile: unknown target {target!r}; expected 'cpu' or "
                              "'cuda'")
         module, _, _ = self._trace(args)
-        return Lowered(self._lower_module(module), target=target, arch=arch)
+        return Lowered(self._lower_module(module, target), target=target, arch=arch)
 
     def _entry(self, args: tuple) -> _Entry:
         sig = _signature(args)

@@ -89,12 +89,12 @@ class GradFunction(CompiledFunction):
     def _keep_outputs(self) -> bool:
         return self.with_value or self.has_aux
 
-    def _lower_module(self, module: Module) -> Any:
+    def _lower_module(self, module: Module, target: str = "cpu") -> Any:
         from lamina.passes.autodiff import Autodiff
         from lamina.passes.pipeline import lower
 
         return lower(module, autodiff=Autodiff(wrt=self.argnums,
-                                               keep_outputs=self._keep_outputs))
+                                               keep_outputs=self._keep_outputs), target=target)
 
     def __call__(self, *args: Tensor) -> Any:
         entry = self._entry(args)
