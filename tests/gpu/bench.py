@@ -16,14 +16,18 @@ from lamina.runtime.cuda import driver as D
 from lamina.runtime.cuda.program import CudaProgram, DeviceArray
 
 
-def _time(fn, dev, reps=20) -> float:
+def _time(fn, sync, reps=20, rounds=5) -> float:
+    """Median over ``rounds`` of the mean time of ``reps`` calls, after a warm-up call."""
     fn()
-    dev.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    dev.synchronize()
-    return (time.perf_counter() - t) / reps
+    sync()
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        sync()
+        times.append((time.perf_counter() - t) / reps)
+    return float(np.median(times))
 
 
 def _program(fn, *arrays):
@@ -47,9 +51,9 @@ def main() -> int:
     (out,) = prog(dx)
     np.testing.assert_allclose(out.numpy()[:1 << 16], np.tanh(np.maximum(x * 2 + 1, 0) * x)
                                [:1 << 16], rtol=1e-5, atol=1e-6)
-    t = _time(lambda: prog(dx), dev)
+    t = _time(lambda: prog(dx), dev.synchronize)
     copy = DeviceArray.empty(dev, (n,), np.float32)
-    tc = _time(lambda: dev.dtod(copy.ptr, dx.ptr, 4 * n), dev)
+    tc = _time(lambda: dev.dtod(copy.ptr, dx.ptr, 4 * n), dev.synchronize)
     rows.append(("elementwise chain 64M f32", f"{8 * n / t / 1e9:.0f} GB/s",
                  f"dtod copy {8 * n / tc / 1e9:.0f} GB/s"))
     try:
@@ -65,19 +69,14 @@ def main() -> int:
         (out,) = prog(da)
         ref = fn(lamina.tensor(a)).numpy()
         np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=1e-5)
-        t = _time(lambda p=prog, d=da: p(d), dev)
+        t = _time(lambda p=prog, d=da: p(d), dev.synchronize)
         other = ""
         if has_torch:
             ta = torch.from_numpy(a).cuda()
             tf = (lambda t=ta: torch.softmax(t, 1)) if "softmax" in name else \
                 (lambda t=ta: torch.nn.functional.layer_norm(t, (1024,)))
-            tf()
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(20):
-                tf()
-            torch.cuda.synchronize()
-            other = f"torch {(time.perf_counter() - t0) / 20 * 1e3:.3f} ms"
+            tt = _time(tf, torch.cuda.synchronize)
+            other = f"torch {tt * 1e3:.3f} ms  ratio {tt / t:.2f}x"
         rows.append((name, f"{t * 1e3:.3f} ms", other))
     m = 4096
     a = rng.standard_normal((m, m)).astype(np.float32)
@@ -85,16 +84,13 @@ def main() -> int:
     prog, dev, (da, db) = _program(lambda p, q: p @ q, a, b)
     (out,) = prog(da, db)
     np.testing.assert_allclose(out.numpy()[:64], (a[:64] @ b), rtol=1e-3, atol=1e-2)
-    t = _time(lambda: prog(da, db), dev, reps=3)
+    t = _time(lambda: prog(da, db), dev.synchronize, reps=3, rounds=3)
     other = ""
     if has_torch:
+        torch.backends.cuda.matmul.allow_tf32 = False
         ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(3):
-            ta @ tb
-        torch.cuda.synchronize()
-        other = f"torch {2 * m ** 3 / ((time.perf_counter() - t0) / 3) / 1e12:.1f} TFLOP/s"
+        tt = _time(lambda: ta @ tb, torch.cuda.synchronize, reps=10, rounds=3)
+        other = f"torch {2 * m ** 3 / tt / 1e12:.1f} TFLOP/s  ratio {tt / t:.2f}x"
     rows.append(("matmul 4096 f32", f"{2 * m ** 3 / t / 1e12:.2f} TFLOP/s", other))
     print("\nsummary")
     for r in rows:
