@@ -4,13 +4,12 @@ program runner's logic on a host-memory stand-in device that runs the CPU kernel
 
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 import pytest
 
 import lamina
 from lamina.runtime.cuda import driver as D
+from lamina.runtime.cuda import fake
 from lamina.runtime.cuda.program import CudaProgram, DeviceArray
 from lamina.runtime.program import ProgramError
 
@@ -18,57 +17,22 @@ has_gpu = D.available()
 needs_gpu = pytest.mark.skipif(not has_gpu, reason="no CUDA driver (libcuda.so.1) or no GPU")
 
 
-class _HostMem:
-    def __init__(self, n: int):
-        self.buf = np.zeros(n + 256, np.uint8)
-        self.ptr = (self.buf.ctypes.data + 255) // 256 * 256
-
-    def __int__(self) -> int:
-        return self.ptr
-
-
-class FakeDevice:
-    """Host memory; a launch runs the CPU build of the kernel on the same argument words."""
-
-    arch = "sm_90"
-    sm_count = 2
-
-    def __init__(self):
-        self.program = None
-        self.launches = []
-
-    def alloc(self, n):
-        return _HostMem(n)
-
-    def htod(self, dst, src, n):
-        ctypes.memmove(dst, src, n)
-
-    dtoh = dtod = htod
-
-    def load_module(self, image):
-        assert isinstance(image, (bytes, str)) and len(image) > 0
-        return type("M", (), {"function": staticmethod(lambda name: name)})()
-
-    def launch(self, fn, grid, block, params):
-        assert grid >= 1 and block % 32 == 0 and 32 <= block <= 1024
-        self.launches.append((fn, grid, block))
-        k = self.program.host[fn]
-        words = bytes(params[0])
-        trips = k.trips(words)
-        if k._trips is not None:
-            assert grid * block >= min(trips, grid * block)
-            assert grid <= self.sm_count * 32
-        k._fn(words, 0, trips)
+def _fake_device():
+    """The stand-in driver's device (installed for the call; the real driver state restored)."""
+    drv = fake.install()
+    try:
+        return drv, drv.device(0)
+    finally:
+        fake.uninstall()
 
 
 def _run(fn, *arrays):
     ts = [lamina.tensor(a) for a in arrays]
     loop = lamina.compile(fn).lower(*ts).stages.loop
-    dev = FakeDevice()
+    drv, dev = _fake_device()
     prog = CudaProgram(loop, dev)
-    dev.program = prog
     outs = prog(*[DeviceArray.from_numpy(dev, a) for a in arrays])
-    return [o.numpy() for o in outs], dev
+    return [o.numpy() for o in outs], drv
 
 
 def test_elementwise_and_reduction_on_the_stand_in():
@@ -94,13 +58,15 @@ def test_large_launch_is_grid_stride_capped():
     x = np.arange(200_000, dtype=np.float64)
     (out,), dev = _run(lambda a: a * 2, x)
     np.testing.assert_array_equal(out, x * 2)
-    assert all(g <= FakeDevice.sm_count * 32 for _, g, _ in dev.launches)
+    assert dev.launches
+    assert all(g <= fake.SM_COUNT * 32 for _, g, _ in dev.launches)
+    assert max(g for _, g, _ in dev.launches) == fake.SM_COUNT * 32
 
 
 def test_program_checks_arguments():
     x = np.ones((4, 5), np.float32)
     loop = lamina.compile(lambda a: a + 1).lower(lamina.tensor(x)).stages.loop
-    dev = FakeDevice()
+    _, dev = _fake_device()
     prog = CudaProgram(loop, dev)
     with pytest.raises(ProgramError, match="argument 0"):
         prog(DeviceArray.from_numpy(dev, np.ones((4, 5), np.float64)))

@@ -331,6 +331,11 @@ def driver() -> Driver:
             return _DRIVER
         if _FAILURE is not None:
             raise CudaUnavailable(_FAILURE)
+        from lamina.runtime.cuda import fake
+
+        if fake.requested():  # LAMINA_CUDA_FAKE=1: the host-memory stand-in
+            _DRIVER = fake.FakeDriver()
+            return _DRIVER
         errors = []
         for name in _LIB_NAMES:
             try:

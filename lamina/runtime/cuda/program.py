@@ -9,9 +9,10 @@ nothing. Its grid size needs the trip count: the host runs the CPU build's
 ``k__trips`` of the same kernel on the same words (it reads sizes only).
 
 ``device`` is any object with ``arch``, ``sm_count``, ``alloc``, ``htod``,
-``dtoh``, ``dtod``, ``load_module`` and ``launch`` (``driver.Device``); the tests
-use a host-memory stand-in that runs the CPU kernels, which checks all of this
-module's logic without a GPU.
+``dtoh``, ``dtod``, ``load_module`` and ``launch`` (``driver.Device``). Buffers
+are ``CudaArray`` (byte strides, like numpy); the kernel words carry strides in
+elements. Without a GPU, ``lamina.runtime.cuda.fake`` replaces libcuda with a
+host-memory stand-in whose launches run the CPU build of each kernel.
 """
 
 from __future__ import annotations
@@ -20,67 +21,21 @@ import ctypes
 import threading
 from typing import Any
 
-import numpy as np
-
 from lamina.ir.core import Graph, Module, Op, SymbolRef
 from lamina.ir.dialects import gpu as G
 from lamina.ir.types import MemRefType
+from lamina.runtime.cuda.array import CudaArray
 from lamina.runtime.program import _ARITH, ProgramError, _div, _pick_func, _rem
 
 MAX_BLOCKS_PER_SM = 32
 
 
-class DeviceArray:
-    """A strided array in device memory: ``ptr`` (a DevicePtr keeping the memory alive),
-    ``shape``, ``strides`` in elements, numpy ``dtype``, byte ``offset`` into the block."""
-
-    __slots__ = ("device", "mem", "offset", "shape", "strides", "dtype")
-
-    def __init__(self, device: Any, mem: Any, shape: tuple[int, ...], dtype: Any,
-                 strides: tuple[int, ...] | None = None, offset: int = 0):
-        self.device, self.mem, self.offset = device, mem, offset
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype)
-        self.strides = tuple(strides) if strides is not None else _contiguous(self.shape)
-
-    @classmethod
-    def empty(cls, device: Any, shape: tuple[int, ...], dtype: Any) -> DeviceArray:
-        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        return cls(device, device.alloc(max(n, 1)), shape, dtype)
-
-    @classmethod
-    def from_numpy(cls, device: Any, a: np.ndarray) -> DeviceArray:
-        a = np.ascontiguousarray(a)
-        out = cls.empty(device, a.shape, a.dtype)
-        device.htod(out.ptr, a.ctypes.data, a.nbytes)
-        return out
-
-    @property
-    def ptr(self) -> int:
-        return int(self.mem) + self.offset
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def is_contiguous(self) -> bool:
-        return all(st == c for st, c, n in zip(self.strides, _contiguous(self.shape), self.shape)
-                   if n != 1)
-
-    def numpy(self) -> np.ndarray:
-        """A host copy (synchronous)."""
-        if not self.is_contiguous:
-            raise ValueError("DeviceArray.numpy: make the array contiguous on the device first")
-        out = np.empty(self.shape, self.dtype)
-        self.device.dtoh(out.ctypes.data, self.ptr, out.nbytes)
-        return out
-
-    def __repr__(self) -> str:
-        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, strides={self.strides})"
+# The device array type of programs: byte strides like numpy; the kernel words carry elements.
+DeviceArray = CudaArray
 
 
 def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Row-major strides in elements."""
     out, s = [], 1
     for n in reversed(shape):
         out.append(s)
@@ -92,8 +47,10 @@ _CACHE: dict[tuple[str, str], Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def build_image(loop_module: Module, arch: str) -> tuple[bytes | str, dict[str, int]]:
-    """(cubin, or PTX when ptxas is missing; block size per mapped kernel) for ``arch``."""
+def build_image(loop_module: Module, arch: str
+                ) -> tuple[bytes | str, dict[str, tuple[int, int]]]:
+    """(cubin, or PTX when ptxas is missing; (block size, lanes per trip) per kernel) for
+    ``arch``. A kernel without a mapped parallel loop gets block 0 (it runs on one thread)."""
     from lamina.backends import nvptx
 
     mapped = nvptx.gpu_module(loop_module)
@@ -101,10 +58,17 @@ def build_image(loop_module: Module, arch: str) -> tuple[bytes | str, dict[str, 
     for g in mapped.graphs:
         if g.kind == "kernel":
             par = [op for op in g.ops if isinstance(op, G.GpuParallel)]
-            blocks[g.name] = par[0].attrs["block"] if par else 0
+            blocks[g.name] = (par[0].attrs["block"], int(par[0].attrs.get("lanes", 1))) \
+                if par else (0, 1)
     ptx = nvptx.compile_ptx(nvptx.emit_module(mapped), arch)
     image: bytes | str = nvptx.assemble_cubin(ptx, arch) if nvptx.ptxas_path() else ptx
     return image, blocks
+
+
+def grid_size(trips: int, block: int, lanes: int, sm_count: int) -> int:
+    """Blocks to launch: enough for every trip's ``lanes`` threads, capped (the kernels are
+    grid-stride loops, so any grid is correct)."""
+    return max(1, min((trips * lanes + block - 1) // block, sm_count * MAX_BLOCKS_PER_SM))
 
 
 class CudaProgram:
@@ -128,6 +92,10 @@ class CudaProgram:
         image, self.blocks, self.host = hit
         self.module = device.load_module(image)
         self.kernels = {g.name: g for g in loop_module.graphs if g.kind == "kernel"}
+        # a stand-in driver (lamina.runtime.cuda.fake) runs launches with the CPU build
+        bind = getattr(getattr(device, "drv", None), "bind_host", None)
+        if bind is not None:
+            bind(self.module.handle, self.host, self.kernels)
 
     def _check_args(self, arrays: tuple[DeviceArray, ...]) -> None:
         f = self.func
@@ -147,9 +115,10 @@ class CudaProgram:
                 if want is not None and n != want:
                     raise ProgramError(f"{where}: size {n} on axis {k}, expected {t}")
             want_strides = t.strides if t.strides is not None else _contiguous(a.shape)
-            for k, (s, w) in enumerate(zip(a.strides, want_strides)):
+            strides = a.element_strides
+            for k, (s, w) in enumerate(zip(strides, want_strides)):
                 if w is not None and s != w and a.shape[k] != 1:
-                    raise ProgramError(f"{where}: strides {a.strides} do not fit {t}")
+                    raise ProgramError(f"{where}: strides {strides} do not fit {t}")
 
     def __call__(self, *arrays: DeviceArray) -> list[DeviceArray]:
         self._check_args(arrays)
@@ -197,14 +166,14 @@ class CudaProgram:
             if b.dtype != t.dtype.numpy or len(b.shape) != t.rank:
                 raise ProgramError(f"kernel @{name}: argument {i} is {b.dtype} of rank "
                                    f"{len(b.shape)}, expected {t}")
-            words += [b.ptr, *b.shape, *b.strides]
+            words += [b.ptr, *b.shape, *b.element_strides]
         args = (ctypes.c_int64 * max(len(words), 1))(*words)
-        block = self.blocks[name]
+        block, lanes = self.blocks[name]
         if block:
             trips = self.host[name].trips(bytes(args))
             if trips <= 0:
                 return
-            grid = min((trips + block - 1) // block, self.device.sm_count * MAX_BLOCKS_PER_SM)
+            grid = grid_size(trips, block, lanes, self.device.sm_count)
         else:
             grid, block = 1, 32
         self.device.launch(self.module.function(name), grid, block, [args])
