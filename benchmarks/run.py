@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lamina  # noqa: E402
+from benchmarks.step import BENCHES as STEP_BENCHES  # noqa: E402
 
 try:
     import torch
@@ -225,6 +226,8 @@ def bench_training_steps(quick: bool) -> None:
 BENCHES = {"tiny_add": bench_tiny_add, "chain": bench_chain, "matmul": bench_matmul,
            "compile": bench_compile_times, "mlp": bench_mlp_fwd_bwd,
            "training": bench_training_steps}
+BENCHES.update({name: (lambda quick, f=f: f(quick, timeit, row, torch))
+                for name, f in STEP_BENCHES.items()})
 
 
 def main() -> None:

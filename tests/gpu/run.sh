@@ -1,17 +1,68 @@
 #!/usr/bin/env bash
-# GPU checks: driver/runtime tests on the GPU, PTX assembly tests, then benchmarks.
-# Needs a CUDA GPU and libcuda.so.1; installs nothing, no network; < 5 minutes.
+# GPU checks (issue #6), for a machine with a CUDA GPU: ops on cuda vs the CPU, the
+# cooperative-reduction and tiled-matmul kernels vs numpy (each with its kill switch
+# too, so a failure says which path is wrong), a digits-CNN training run on the GPU,
+# then the GPU benchmarks. Installs nothing, no network, under 5 minutes on an H100.
+# Prints a summary last; exits non-zero when any step failed.
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+LAMINA_CACHE_DIR="$(mktemp -d)"
+export LAMINA_CACHE_DIR
 status=0
-echo "== lamina.cuda"
-python3 -c "import lamina; print('available', lamina.cuda.is_available(), 'devices', lamina.cuda.device_count())" || status=1
-echo "== runtime tests on the GPU"
-timeout 240 python3 -m pytest -q -rs tests/runtime/test_cuda_driver.py tests/backends/test_cuda_frontend.py || status=1
-echo "== PTX + ptxas"
-timeout 120 python3 -m pytest -q tests/backends/test_nvptx.py tests/passes/test_gpu_map.py || status=1
-echo "== benchmarks"
-timeout 240 python3 tests/gpu/bench.py || status=1
+summary=()
+
+step() {  # step NAME SECONDS COMMAND...: run, record ok/FAIL with the time taken
+    local name=$1 limit=$2 start rc
+    shift 2
+    echo
+    echo "== $name"
+    start=$(date +%s)
+    timeout "$limit" "$@"
+    rc=$?
+    local took=$(( $(date +%s) - start ))
+    if [ "$rc" -eq 0 ]; then
+        summary+=("ok    ${took}s  $name")
+    else
+        summary+=("FAIL  ${took}s  $name (exit $rc)")
+        status=1
+    fi
+}
+
+pytest_q() { python3 -m pytest -q -rs -p no:cacheprovider "$@"; }
+
+echo "== machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+python3 -c "import sys, numpy, llvmlite; print('python', sys.version.split()[0], 'numpy', \
+numpy.__version__, 'llvmlite', llvmlite.__version__)"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
+    2>/dev/null || echo "torch: not installed"
+
+step "lamina.cuda" 30 python3 -c "import lamina; assert lamina.cuda.is_available(); \
+print(lamina.cuda.get_device_name(), lamina.cuda.get_device_capability())"
+step "driver + program runner tests" 60 pytest_q tests/runtime/test_cuda_driver.py \
+    tests/backends/test_cuda_frontend.py
+step "ops on cuda vs cpu (tensors, autograd, modules)" 150 pytest_q -x \
+    tests/frontend/test_cuda_tensors.py
+for f in tests/gpu/test_gpu_kernels.py tests/gpu/test_gpu_matmul.py; do
+    [ -f "$f" ] || continue
+    step "$f" 90 pytest_q "$f"
+done
+[ -f tests/gpu/test_gpu_kernels.py ] && \
+    step "tests/gpu/test_gpu_kernels.py with LAMINA_GPU_COOP=0" 90 \
+    env LAMINA_GPU_COOP=0 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_gpu_kernels.py
+[ -f tests/gpu/test_gpu_matmul.py ] && \
+    step "tests/gpu/test_gpu_matmul.py with LAMINA_GPU_TILED_MATMUL=0" 90 \
+    env LAMINA_GPU_TILED_MATMUL=0 python3 -m pytest -q -p no:cacheprovider \
+    tests/gpu/test_gpu_matmul.py
+step "digits CNN training on cuda" 120 python3 examples/train_digits.py --device cuda
+step "benchmarks (elementwise, softmax, layer_norm, matmul, training step)" 150 \
+    python3 tests/gpu/bench.py
+[ -f tests/gpu/bench_matmul.py ] && step "matmul benchmark" 90 python3 tests/gpu/bench_matmul.py
+
+echo
+echo "== summary"
+for line in "${summary[@]}"; do echo "  $line"; done
 echo "== done (status $status)"
 exit $status
