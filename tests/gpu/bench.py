@@ -31,7 +31,7 @@ def _time(fn, sync, reps=20, rounds=5) -> float:
 
 
 def _program(fn, *arrays):
-    loop = lamina.compile(fn).lower(*[lamina.tensor(a) for a in arrays]).stages.loop
+    loop = lamina.compile(fn).lower(*[lamina.tensor(a) for a in arrays], target="cuda").stages.loop
     dev = D.driver().device(0)
     return CudaProgram(loop, dev), dev, [DeviceArray.from_numpy(dev, a) for a in arrays]
 
