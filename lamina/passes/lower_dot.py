@@ -18,13 +18,24 @@ When B is only contiguous along K (``x @ w.T``), a second form keeps
 Anything else (several free or contracted axes, strided inner axes, an
 epilogue that moves elements) falls back to the scalar loop nest of
 ``lower_reduce.dot_at``: correct, but not tiled.
+
+For ``target="cuda"`` a float32 product whose operands are kernel arguments
+(possibly permuted: transposes are strides) gets a GPU-shaped kernel instead
+(``_gpu_tiles``): a ``loop.parallel`` over output tiles of ``GPU_TILE`` whose
+body computes its tile element by element, tagged ``gpu_matmul`` with which
+arguments are A, B and C and how their axes map to (batch, M, K, N). Run by the
+CPU backend it is a plain (slow) loop nest; the NVPTX backend hands the tagged
+kernel to ``backends/nvptx/matmul.py`` (a block of ``GPU_THREADS`` threads per
+tile, shared-memory tiles), which re-emits the epilogue per output element.
+``LAMINA_GPU_TILED_MATMUL=0`` turns this off (the CPU-tiled form is used).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
-from lamina.ir.core import Op, Value
+from lamina.ir.core import IRError, Op, Value
 from lamina.ir.dialects import prim as P
 from lamina.ir.types import ScalarType, VectorType, index
 from lamina.passes.loop_builder import NotVectorizable
@@ -34,6 +45,22 @@ from lamina.passes.lower_reduce import accumulator_type
 MR = 8  # rows of A per tile (B-row form)
 NV = 2  # vectors of B per tile row (B-row form)
 NT_ROWS, NT_COLS = 4, 4  # tile of the K-vector form
+GPU_TILE = (128, 128, 8)  # (M, N, K) of one GPU output tile and of its shared-memory step
+GPU_THREADS = 256  # threads that cooperate on one GPU tile (block = lanes)
+GPU_SWITCH = "LAMINA_GPU_TILED_MATMUL"
+
+
+def gpu_tiled_enabled() -> bool:
+    """Whether the shared-memory tiled matmul is on (``LAMINA_GPU_TILED_MATMUL`` != "0")."""
+    return os.environ.get(GPU_SWITCH, "1").strip() != "0"
+
+
+def gpu_launch(op: Op) -> dict | None:
+    """gpu-map's attributes for a tagged top-level parallel loop, or None (map it as usual)."""
+    tag = op.attrs.get("gpu_matmul")
+    if tag is None or not gpu_tiled_enabled():
+        return None
+    return {"block": GPU_THREADS, "lanes": GPU_THREADS, "gpu_matmul": tag}
 
 
 def emit_contraction(ev: Evaluator, ops: list[Op], yielded: Value, out: Value,
@@ -42,6 +69,11 @@ def emit_contraction(ev: Evaluator, ops: list[Op], yielded: Value, out: Value,
     dot = _single_dot(ops, yielded)
     if dot is None:
         return False
+    if getattr(ev, "target", "cpu") == "cuda" and gpu_tiled_enabled():
+        tag = _gpu_tag(ev, dot, out)
+        if tag is not None:
+            _gpu_tiles(ev, dot, yielded, out, dims, tag)
+            return True
     for form in (_b_rows, _k_vectors):
         try:
             with _Tiling(ev, dot, yielded, out, dims) as tiling:
@@ -258,3 +290,102 @@ def _k_vectors(t: _Tiling) -> None:
 
     t.rows(NT_ROWS, body)
 
+
+
+# -- the GPU form ---------------------------------------------------------------------
+def _arg_axes(ev: Evaluator, v: Value) -> tuple[int, list[int]] | None:
+    """(kernel argument position, operand axis -> argument axis) when ``v`` is an argument
+    read directly or through ``prim.permute``; else None."""
+    perm = list(range(v.type.rank))
+    while isinstance(v.owner, P.Permute):
+        p = v.owner.attrs["perm"]
+        perm = [p[a] for a in perm]
+        v = v.owner.operands[0]
+    buf = ev.inputs.get(id(v))
+    if buf is None:
+        return None
+    args = ev.kb.graph.args
+    return next(i for i, a in enumerate(args) if a is buf), perm
+
+
+def _gpu_tag(ev: Evaluator, dot: Op, out: Value) -> str | None:
+    """The ``gpu_matmul`` tag of a contraction the GPU tile kernel handles, else None."""
+    lhs, rhs = dot.operands
+    if dot.result.type.dtype.name != "f32" or lhs.type.dtype.name != "f32":
+        return None
+    la, ra = _arg_axes(ev, lhs), _arg_axes(ev, rhs)
+    if la is None or ra is None:
+        return None
+    a = dot.attrs
+    lb, rb, lc, rc = a["lhs_batch"], a["rhs_batch"], a["lhs_contract"][0], a["rhs_contract"][0]
+    lm = next(i for i in range(lhs.type.rank) if i not in lb and i != lc)
+    rn = next(i for i in range(rhs.type.rank) if i not in rb and i != rc)
+    out_shape = out.type.shape
+    for x, y in zip(lb, range(len(lb))):
+        if lhs.type.shape[x] is not None and out_shape[y] is not None \
+                and lhs.type.shape[x] != out_shape[y]:
+            return None  # a broadcast batch axis: the general form handles it
+    for x, y in zip(rb, range(len(rb))):
+        if rhs.type.shape[x] is not None and out_shape[y] is not None \
+                and rhs.type.shape[x] != out_shape[y]:
+            return None
+    a_axes = [la[1][i] for i in (*lb, lm, lc)]
+    b_axes = [ra[1][i] for i in (*rb, rc, rn)]
+    c = len(ev.kb.graph.args) - 1
+    tm, tn, tk = GPU_TILE
+    return (f"a={la[0]} b={ra[0]} c={c} batch={len(lb)} "
+            f"a_axes={','.join(map(str, a_axes))} b_axes={','.join(map(str, b_axes))} "
+            f"tile={tm}x{tn}x{tk}")
+
+
+def _gpu_tiles(ev: Evaluator, dot: Op, yielded: Value, out: Value, dims: list[Value],
+               tag: str) -> None:
+    """Parallel over (batch, M tiles, N tiles); each trip computes its tile element by element.
+
+    The order of the trip decomposition (N tiles fastest, then M tiles, then the
+    batch axes, last fastest) is part of the contract with the NVPTX emitter.
+    """
+    t = _Tiling(ev, dot, yielded, out, dims)
+    kb = t.kb
+    tm, tn, _ = GPU_TILE
+
+    def tiles(size: Value, tile: int) -> Value:
+        return kb.emit("loop.div", kb.emit("loop.add", size, kb.index(tile - 1)), kb.index(tile))
+
+    tiles_m, tiles_n = tiles(t.m, tm), tiles(t.n, tn)
+    trips = kb.emit("loop.mul", tiles_m, tiles_n)
+    for d in t.batch_dims:
+        trips = kb.emit("loop.mul", trips, d)
+    zero = kb.const(0, t.acc_t)
+    with kb.loop(kb.index(0), trips, kb.index(1), parallel=True) as lp:
+        rest = kb.emit("loop.div", lp.iv, tiles_n)
+        n0 = kb.emit("loop.mul", kb.emit("loop.rem", lp.iv, tiles_n), kb.index(tn))
+        m0 = kb.emit("loop.mul", kb.emit("loop.rem", rest, tiles_m), kb.index(tm))
+        rest = kb.emit("loop.div", rest, tiles_m)
+        batch: list[Value] = [None] * t.nb
+        for i in reversed(range(t.nb)):
+            batch[i] = rest if i == 0 else kb.emit("loop.rem", rest, t.batch_dims[i])
+            rest = kb.emit("loop.div", rest, t.batch_dims[i])
+        m_end = kb.emit("loop.min", kb.emit("loop.add", m0, kb.index(tm)), t.m)
+        n_end = kb.emit("loop.min", kb.emit("loop.add", n0, kb.index(tn)), t.n)
+        with kb.loop(m0, m_end, kb.index(1)) as rows:
+            with kb.loop(n0, n_end, kb.index(1)) as cols:
+                with kb.loop(kb.index(0), t.k, kb.index(1), [zero]) as ks:
+                    a = t.a_at(batch, rows.iv, ks.iv)
+                    b = t.b_at(batch, ks.iv, cols.iv)
+                    ks.yield_([kb.emit("loop.add", ks.args[0], kb.emit("loop.mul", a, b))])
+                idx = (*batch, rows.iv, cols.iv)
+                acc = ks.results[0]
+
+                def product(at_idx: tuple) -> Value:
+                    if index_key(at_idx) != index_key(idx):
+                        raise IRError(f"lower-loops: {ev.what}: the epilogue reads the "
+                                      "product at another index")
+                    return ev.cast(acc, t.dtype)
+
+                ev.overrides[id(dot.result)] = product
+                try:
+                    kb.store(ev.at(yielded, idx), out, list(idx))
+                finally:
+                    ev.overrides.pop(id(dot.result), None)
+    lp.op.attrs["gpu_matmul"] = tag

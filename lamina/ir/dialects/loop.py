@@ -291,6 +291,8 @@ class Parallel(_Loop):
 
     name = "loop.parallel"
     traits = frozenset({"parallel"})
+    # a matmul tile loop for the GPU (passes/lower_dot.py, backends/nvptx/matmul.py)
+    optional_attributes = ("gpu_matmul",)
 
     def verify_extra(self) -> None:
         super().verify_extra()
