@@ -8,6 +8,7 @@ from lamina.passes import (  # noqa: F401  (register the passes)
     decompose,
     fusion,
     lower_loops,
+    memory_plan,
     prepare_loops,
     simplify,
 )

@@ -320,6 +320,9 @@ class Alloc(Op):
     """
 
     name = "loop.alloc"
+    # ``offset``: set by memory planning; the buffer lives at this byte offset of the
+    # program's ``loop.arena`` instead of being allocated on its own.
+    optional_attributes = ("offset",)
 
     def verify_extra(self) -> None:
         if len(self.results) != 1 or not isinstance(self.results[0].type, MemRefType):
@@ -327,9 +330,35 @@ class Alloc(Op):
         t = self.results[0].type
         if t.strides is not None:
             raise self.error("allocates contiguous buffers only")
+        if "offset" in self.attrs:
+            off = self.attrs["offset"]
+            if not isinstance(off, int) or isinstance(off, bool) or off < 0 or off % 64:
+                raise self.error(f"offset must be a non-negative multiple of 64, got {off!r}")
+            if any(d is None for d in t.shape):
+                raise self.error(f"only static buffers are placed in the arena, got {t}")
         dynamic = sum(d is None for d in t.shape)
         if len(self.operands) != dynamic or any(v.type != index for v in self.operands):
             raise self.error(f"needs {dynamic} index operands for the ? sizes of {t}")
+
+
+@register
+class Arena(Op):
+    """The program's planned scratch memory: ``size`` bytes, 64-byte aligned (programs only).
+
+    Memory planning places intermediates with disjoint lifetimes at ``offset``s of
+    this one block, which the runtime allocates once and reuses on every call.
+    """
+
+    name = "loop.arena"
+    num_operands = 0
+    attributes = ("size",)
+
+    def verify_extra(self) -> None:
+        size = self.attrs["size"]
+        if self.results:
+            raise self.error("has no results")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size % 64:
+            raise self.error(f"size must be a non-negative multiple of 64, got {size!r}")
 
 
 @register
