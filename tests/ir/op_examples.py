@@ -249,6 +249,18 @@ EXAMPLES.update({
     ]),
     "loop.alloc": _PROGRAM,
     "loop.call": _PROGRAM,
+    "loop.arena": "\n".join([
+        _kernel("%a: memref<4xf32>", []),
+        "",
+        "func @p() -> (memref<4xf32>) {",
+        "  loop.arena {size = 64}",
+        "  %0 = loop.alloc {offset = 0} : memref<4xf32>",
+        "  loop.call %0 {kernel = @k}",
+        "  %1 = loop.alloc : memref<4xf32>",
+        "  loop.call %1 {kernel = @k}",
+        "  return %1",
+        "}",
+    ]),
 })
 
 # -- index primitives (lamina.ir.dialects.prim_index) ------------------------------------------
