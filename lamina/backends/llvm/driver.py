@@ -26,7 +26,7 @@ evaluated here, so the driver is straight-line code with constant offsets.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -116,10 +116,12 @@ def _static_shape(func: Graph, t: MemRefType, what: str) -> tuple[int, ...]:
 class _Plan:
     """The program evaluated at compile time: buffers, arena offsets and kernel calls."""
 
-    def __init__(self, module: Module, func: Graph, n_weights: int):
+    def __init__(self, module: Module, func: Graph, n_weights: int, replay: bool = False):
         from lamina.runtime.bounds import written_args
 
         self.func = func
+        self.replay = replay  # inputs may be written (in-place programs run by the runtime)
+        self.alloc_ops: list[Op] = []
         n_in = len(func.args) - n_weights
         if n_in < 0:
             raise IRError(f"lamina compile: func @{func.name} has {len(func.args)} arguments, "
@@ -173,6 +175,7 @@ class _Plan:
                 raise IRError(f"{_where(self.func, op)}: negative size in {shape}")
             buf = _Buffer("arena", len(self.allocs), shape, t.dtype)
             self.allocs.append(buf)
+            self.alloc_ops.append(op)
             self.buffers[id(op.result)] = buf
         elif name == "loop.call":
             ref = op.attrs["kernel"]
@@ -182,11 +185,11 @@ class _Plan:
                 raise IRError(f"{_where(self.func, op)}: the module has no kernel @{kname}")
             bufs = [self._buf(op, v) for v in op.operands]
             for i in written_args(g):
-                if bufs[i].kind != "arena":
+                if bufs[i].kind != "arena" and not self.replay:
                     raise IRError(f"{_where(self.func, op)}: kernel @{kname} writes a program "
                                   f"{bufs[i].kind}, which a compiled library keeps read-only")
             self.calls.append((kname, bufs))
-        else:
+        elif name != "loop.arena":  # a memory plan: compile's layout() places buffers itself
             raise IRError(f"{_where(self.func, op)}: a compiled program cannot hold {name}")
 
     def layout(self) -> int:
@@ -412,3 +415,105 @@ def build_object(module: Module, func_name: str, weights: Sequence[np.ndarray], 
         pb = llvm.create_pass_builder(tm, pto)
         pb.getModulePassManager().run(mod, pb)
         return tm.emit_object(mod), sig
+
+
+# -- in-process replay -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplayCall:
+    """One kernel launch of a replay driver: the kernel, its table index, how it runs."""
+
+    kernel: str
+    table: int  # index into the kernel table (k at 2*table, k__trips at 2*table+1)
+    parallel: bool  # launched through the parallel-for callback
+
+
+def emit_replay(module: Module, func_name: str, symbol: str, parallel: Callable[[str, int], bool]
+                ) -> tuple[str, list[str], list[ReplayCall]]:
+    """LLVM IR of a driver that runs a planned static program in one call.
+
+    ``void symbol(int64_t *bufs, void **ktab, void (*pfor)(int64_t, int64_t *, int64_t))``:
+    ``bufs`` holds the input pointers, then one pointer per returned buffer (in
+    result order, first return of each), then the 64-byte-aligned arena;
+    ``ktab`` holds ``k, k__trips`` of each kernel (the runtime's loaded kernels, so
+    the driver is small and compiled apart from them). Buffers with an ``offset``
+    live in the arena. A call for which ``parallel(kernel, largest buffer elements)``
+    holds goes through ``pfor(table index, args, trips)``, which splits it over
+    the runtime's threads; the others run inline. Returns the IR, the kernel
+    table's names and the launches.
+    """
+    from lamina.runtime.bounds import has_top_level_parallel
+
+    verify(module)
+    func = module.get(func_name)
+    plan = _Plan(module, func, 0, replay=True)
+    kernels = {g.name: g for g in module.graphs if g.kind == "kernel"}
+    first = {}
+    for k, v in enumerate(func.returned):
+        first.setdefault(id(v), k)
+    works = [k for k, v in enumerate(func.returned)
+             if first[id(v)] == k and plan.buffers[id(v)].kind == "arena"]
+    for buf, op in zip(plan.allocs, plan.alloc_ops):
+        if id(op.result) in first:
+            buf.kind, buf.index = "work", works.index(first[id(op.result)])
+        elif "offset" in op.attrs:
+            buf.offset = int(op.attrs["offset"])
+        else:
+            raise IRError(f"{_where(func, op)}: replay needs every intermediate planned "
+                          "(run memory-plan)")
+    n_in = len(func.args)
+    table = list(dict.fromkeys(name for name, _ in plan.calls))
+    body = _Body()
+    ptrs: dict[tuple[str, int], str] = {}
+
+    def word(i: int) -> str:
+        at = body.emit(f"getelementptr inbounds i64, ptr %bufs, i64 {i}")
+        return body.emit(f"load ptr, ptr {at}, align 8")
+
+    for j in range(n_in):
+        ptrs["input", j] = word(j)
+    for w in range(len(works)):
+        ptrs["work", w] = word(n_in + w)
+    arena = word(n_in + len(works))
+    def entry(i: int) -> str:
+        at = body.emit(f"getelementptr inbounds ptr, ptr %ktab, i64 {i}")
+        return body.emit(f"load ptr, ptr {at}, align 8")
+
+    fns = {name: (entry(2 * t), entry(2 * t + 1)) for t, name in enumerate(table)}
+
+    def ptr(b: _Buffer) -> str:
+        if b.kind in ("input", "work"):
+            return ptrs[b.kind, b.index]
+        return body.emit(f"getelementptr inbounds i8, ptr {arena}, i64 {b.offset}")
+
+    launches = []
+    for n, (kname, bufs) in enumerate(plan.calls):
+        words = sum(1 + 2 * len(b.shape) for b in bufs)
+        slot = body.entry(f"%args{n} = alloca [{max(words, 1)} x i64], align 8")
+        w = 0
+        for b in bufs:
+            p = body.emit(f"ptrtoint ptr {ptr(b)} to i64")
+            for value in (p, *map(str, b.shape), *map(str, _contiguous(b.shape))):
+                at = body.emit(f"getelementptr inbounds i64, ptr {slot}, i64 {w}")
+                body.do(f"store i64 {value}, ptr {at}, align 8")
+                w += 1
+        fn, trips_fn = fns[kname]
+        has_par = has_top_level_parallel(kernels[kname])
+        biggest = max((int(np.prod(b.shape, dtype=np.int64)) for b in bufs), default=0)
+        par = has_par and parallel(kname, biggest)
+        t = table.index(kname)
+        if has_par:
+            trips = body.emit(f"call i64 {trips_fn}(ptr {slot})")
+            if par:
+                body.do(f"call void %pfor(i64 {t}, ptr {slot}, i64 {trips})")
+            else:
+                body.do(f"call void {fn}(ptr {slot}, i64 0, i64 {trips})")
+        else:
+            body.do(f"call void {fn}(ptr {slot}, i64 0, i64 1)")
+        launches.append(ReplayCall(kname, t, par))
+    body.do("ret void")
+    body.checks = []
+    text = (f"define void @{symbol}(ptr %bufs, ptr %ktab, ptr %pfor) nounwind {{\n"
+            + body.text() + "\n}\n")
+    return text, table, launches
