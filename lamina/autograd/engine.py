@@ -76,6 +76,14 @@ def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None =
     grads = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
     if isinstance(grad_tensors, Tensor):
         grads = (grad_tensors,)
+    tr = _tracing(outputs)
+    if tr is not None:  # inside lamina.compile: gradients through the autodiff pass
+        from lamina.frontend import step_backward
+
+        targets = _as_tuple(inputs) or None
+        step_backward.backward(tr, outputs, step_backward.check_seeds(outputs, grads),
+                               retain_graph, create_graph, targets)
+        return
     seeds = _seed_grads(outputs, grads, "backward")
     if retain_graph is None:
         retain_graph = create_graph
@@ -105,6 +113,13 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     gouts = _as_tuple(grad_outputs) if grad_outputs is not None else (None,) * len(outs)
     if isinstance(grad_outputs, Tensor):
         gouts = (grad_outputs,)
+    tr = _tracing(outs)
+    if tr is not None:
+        from lamina.frontend import step_backward
+
+        return step_backward.grad(tr, outs, ins, step_backward.check_seeds(outs, gouts),
+                                  retain_graph, create_graph, bool(allow_unused),
+                                  materialize_grads)
     seeds = _seed_grads(outs, gouts, "grad")
     for t in ins:
         if not isinstance(t, Tensor):
@@ -125,6 +140,16 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
                 g = ops.zeros(t.shape, dtype=t.dtype)
         out.append(g)
     return tuple(out)
+
+
+def _tracing(outputs: Sequence[Any]) -> Any:
+    """The active ``lamina.compile`` trace when ``outputs`` are its symbolic tensors."""
+    from lamina.frontend import trace
+
+    tr = trace.current()
+    if tr is None or not any(isinstance(o, Tensor) and o._a is None for o in outputs):
+        return None
+    return tr
 
 
 # -- the walk --------------------------------------------------------------------------------------

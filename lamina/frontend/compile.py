@@ -9,15 +9,14 @@ constants) become extra inputs, read afresh on every call.
 from __future__ import annotations
 
 import functools
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
-
-from lamina.frontend import trace
-from lamina.frontend.dispatch import user_loc
+from lamina.frontend import guards, step_entry, trace
 from lamina.frontend.tensor import Tensor
-from lamina.ir import Module
+from lamina.ir import Module, TensorType
 
 STAGES = ("tensor", "prim", "loop", "llvm", "ptx")
 
@@ -48,14 +47,8 @@ class Lowered:
         return self.stages.as_text(stage)
 
 
-@dataclass
-class _Entry:
-    lowered: Lowered
-    captured: list[Tensor]
-    out_tree: Any
-
-
 def _signature(args: tuple) -> tuple:
+    """The shapes and dtypes of tensor arguments (``lamina.grad``'s per-signature key)."""
     sig = []
     for a in args:
         if not isinstance(a, Tensor):
@@ -74,32 +67,46 @@ def _flatten(out: Any) -> tuple[list[Tensor], Any]:
 
 
 class CompiledFunction:
-    """A function compiled per input signature, cached in memory (and its kernels on disk)."""
+    """A function (or module) compiled per input signature and guards, cached in memory (and
+    its kernels on disk). See the module docstring and docs/user-guide.md."""
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None):
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, dynamic: bool = False,
+                 fallback: str | None = None):
+        if fallback not in (None, "eager"):
+            raise ValueError(f"lamina.compile: fallback must be None or 'eager', got "
+                             f"{fallback!r}")
         self.fn = fn
-        self.name = _c_name(name or getattr(fn, "__name__", "fn"))
-        self._entries: dict[tuple, _Entry] = {}
+        default = getattr(fn, "__name__", None) or type(fn).__name__
+        self.name = _c_name(name or default)
+        self.dynamic = bool(dynamic)
+        self.fallback = fallback
+        self._entries: dict[tuple, list[step_entry.Entry]] = {}
+        self._last: tuple[tuple, step_entry.Entry] | None = None
         self.compiles = 0
-        functools.update_wrapper(self, fn)
+        self.recompiles = 0
+        self.compile_time_s = 0.0
+        self.hits = 0
+        self._warned_eager: set[tuple] = set()
+        try:
+            functools.update_wrapper(self, fn)
+        except AttributeError:
+            pass
 
-    def _trace(self, args: tuple) -> tuple[Module, list[Tensor], Any]:
-        tr = trace.Trace(self.name, list(args))
-        tr.builder.loc = user_loc()
-        symbolic = [Tensor._symbolic(v, tr) for v in tr.graph.args]
-        with trace.tracing(tr):
-            out = self.fn(*symbolic)
-        outs, tree = _flatten(out)
-        values = [tr.value_of(o) for o in outs]
-        return Module([tr.finish(values)]), tr.captured, tree
+    # -- tracing -------------------------------------------------------------------------------
+    def _trace(self, args: tuple) -> step_entry.Entry:
+        types = None
+        if self.dynamic:
+            types = [TensorType((None, *a.shape[1:]) if a.ndim else (), a.dtype.ir)
+                     for a in args if isinstance(a, Tensor)]
+        return step_entry.trace_step(self.fn, self.name, args, types)
 
-    def _lower_module(self, module: Module, target: str = "cpu") -> Any:
+    def _lower_module(self, module: Module) -> Any:
         """The pipeline from the traced module to loops (``lamina.grad`` adds autodiff)."""
         from lamina.passes.pipeline import lower
 
-        return lower(module, target=target)
+        return lower(module)
 
-    def lower(self, *args: Tensor, target: str = "cpu", arch: str = "sm_90") -> Lowered:
+    def lower(self, *args: Any, target: str = "cpu", arch: str = "sm_90") -> Lowered:
         """Trace and lower for these inputs (no machine code yet).
 
         ``target="cuda"`` makes ``as_text("llvm")`` the NVPTX LLVM IR; ``as_text("ptx")``
@@ -108,42 +115,102 @@ class CompiledFunction:
         if target not in ("cpu", "cuda"):
             raise ValueError(f"lamina.compile: unknown target {target!r}; expected 'cpu' or "
                              "'cuda'")
-        module, _, _ = self._trace(args)
-        return Lowered(self._lower_module(module, target), target=target, arch=arch)
+        entry = self._trace(args)
+        return Lowered(self._lower_module(entry.module), target=target, arch=arch)
 
-    def _entry(self, args: tuple) -> _Entry:
-        sig = _signature(args)
-        entry = self._entries.get(sig)
-        if entry is None:
-            from lamina.runtime import compile_program
+    def _compile(self, args: tuple, key: tuple) -> step_entry.Entry:
+        from lamina.runtime import compile_program
 
-            module, captured, tree = self._trace(args)
-            stages = self._lower_module(module)
-            lowered = Lowered(stages, compile_program(stages.loop, self.name))
-            entry = _Entry(lowered, captured, tree)
-            self._entries[sig] = entry
-            self.compiles += 1
+        start = time.perf_counter()
+        entry = self._trace(args)
+        stages = self._lower_module(entry.module)
+        entry.lowered = Lowered(stages, compile_program(stages.loop, self.name))
+        self.compile_time_s += time.perf_counter() - start
+        self.compiles += 1
+        self._entries.setdefault(key, []).append(entry)
         return entry
 
-    def __call__(self, *args: Tensor) -> Any:
+    def _lookup(self, args: tuple) -> tuple[tuple, step_entry.Entry | None, str | None]:
+        """(key, the entry whose guards pass or None, why the last-used entry failed)."""
+        key = guards.signature(args, self.dynamic)
+        why = None
+        for entry in reversed(self._entries.get(key, ())):
+            msg = None if entry.eager_reason is not None else entry.failure()
+            if msg is None:
+                return key, entry, None
+            why = why or msg
+        if why is None and self._last is not None:
+            why = guards.explain(self._last[0], key)
+        return key, None, why
+
+    def _entry(self, args: tuple) -> step_entry.Entry:
+        """The entry for these arguments: found, or traced and compiled (warning on a
+        recompile), or an eager marker under ``fallback="eager"``."""
+        key, entry, why = self._lookup(args)
+        if entry is None:
+            if self.compiles:
+                self.recompiles += 1
+                warnings.warn(f"lamina.compile({self.name}): recompiling ({self.recompiles}): "
+                              f"{why}", RuntimeWarning, stacklevel=3)
+            try:
+                entry = self._compile(args, key)
+            except step_entry.DataDependentError as e:
+                if self.fallback != "eager":
+                    raise
+                entry = step_entry.eager_entry(str(e))
+                self._entries.setdefault(key, []).append(entry)
+                warnings.warn(f"{e}; running this call eagerly (and later calls with the same "
+                              "signature)", RuntimeWarning, stacklevel=3)
+        else:
+            self.hits += 1
+        self._last = (key, entry)
+        return entry
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise TypeError(f"lamina.compile({self.name}): keyword arguments are not supported "
+                            f"({', '.join(sorted(kwargs))})")
+        if trace.current() is not None:  # called inside another compiled step: inline it
+            return self.fn(*args)
         entry = self._entry(args)
-        arrays = [_contiguous_array(t) for t in (*args, *entry.captured)]
-        outs = [Tensor._wrap(a, t) for a, t in
-                zip(entry.lowered.program(*arrays), _out_dtypes(entry))]
-        return outs[0] if entry.out_tree is None else entry.out_tree(outs)
+        if entry.eager_reason is not None:
+            return self.fn(*args)
+        return entry.run(args)
+
+    # -- reporting -----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Compiles, recompiles, compile time, cache hits, and for the last compiled entry:
+        kernels, tensor-level ops, fused ops per kernel and the program's buffer bytes."""
+        out: dict[str, Any] = {"compiles": self.compiles, "recompiles": self.recompiles,
+                               "compile_time_s": self.compile_time_s, "hits": self.hits}
+        entries = [e for es in self._entries.values() for e in es if e.lowered is not None]
+        if not entries:
+            return out
+        last = self._last[1] if self._last and self._last[1].lowered else entries[-1]
+        out.update(_program_stats(last.lowered))
+        return out
 
 
-def _out_dtypes(entry: _Entry) -> list[Any]:
-    from lamina.frontend import dtypes as dt
+def _program_stats(lowered: Lowered) -> dict[str, Any]:
+    from lamina.ir.core import Return
 
-    g = entry.lowered.stages.tensor.graphs[0]
-    return [dt.from_ir(t.dtype) for t in g.result_types]
-
-
-def _contiguous_array(t: Tensor) -> np.ndarray:
-    from lamina.frontend.ops import contiguous
-
-    return contiguous(t)._a
+    stages = lowered.stages
+    tensor_ops = sum(1 for op in stages.tensor.graphs[0].ops if not isinstance(op, Return))
+    kernels = sum(1 for g in stages.loop.graphs if g.kind == "kernel")
+    fused = [sum(1 for _ in op.regions[0].ops) - 1 for g in stages.prim.graphs
+             for op in g.ops if op.regions]
+    out: dict[str, Any] = {"kernels": kernels, "tensor_ops": tensor_ops,
+                           "fused_ops": fused, "planned_bytes": None, "naive_bytes": None}
+    prog_stats = getattr(lowered.program, "stats", None)
+    if callable(prog_stats):
+        try:
+            ps = prog_stats()
+        except Exception:  # noqa: BLE001 - a runtime without stats yet: report what we have
+            ps = {}
+        for k in ("kernels", "planned_bytes", "naive_bytes"):
+            if k in ps:
+                out[k] = ps[k]
+    return out
 
 
 def _c_name(name: str) -> str:
@@ -151,10 +218,17 @@ def _c_name(name: str) -> str:
     return s if s and not s[0].isdigit() else f"f_{s}"
 
 
-def compile(fn: Callable[..., Any] | None = None, **options: Any) -> Any:  # noqa: A001
-    """``lamina.compile(fn)`` or ``@lamina.compile``: trace, fuse and compile ``fn``."""
+def compile(fn: Callable[..., Any] | None = None, *, dynamic: bool = False,  # noqa: A001
+            fallback: str | None = None, **options: Any) -> Any:
+    """``lamina.compile(fn)`` or ``@lamina.compile``: trace, fuse and compile ``fn``.
+
+    ``fn`` may be a whole training step (forward, ``loss.backward()``,
+    ``optimizer.step()``) or an ``nn.Module``. ``dynamic=True`` compiles with a
+    symbolic leading (batch) size; ``fallback="eager"`` runs calls that cannot be
+    traced (data-dependent Python control flow) eagerly instead of raising.
+    """
     if options:
         raise TypeError(f"lamina.compile: unsupported options {sorted(options)}")
     if fn is None:
-        return lambda f: CompiledFunction(f)
-    return CompiledFunction(fn)
+        return lambda f: CompiledFunction(f, dynamic=dynamic, fallback=fallback)
+    return CompiledFunction(fn, dynamic=dynamic, fallback=fallback)

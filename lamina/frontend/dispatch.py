@@ -85,8 +85,23 @@ def run_eager(key: tuple, build: Build, arrays: Sequence[np.ndarray],
     """Run ``build`` on concrete arrays through the compiled program of its signature.
 
     ``layouts`` (the stride pattern of each array) may be passed when the caller
-    knows it, which saves deriving it from the arrays' strides.
+    knows it, which saves deriving it from the arrays' strides. Device arrays
+    (``CudaArray``) run the same signature's program on their GPU; see ``_cuda_target``.
     """
+    for a in arrays:
+        if type(a) is not np.ndarray:
+            break
+    else:
+        if _state.device is None:
+            return _run_cpu(key, build, arrays, irtypes, layouts)
+    dev = _cuda_target(str(key[0]), arrays)
+    if dev is None:
+        return _run_cpu(key, build, arrays, irtypes, layouts)
+    return _run_cuda(key, build, arrays, irtypes, layouts, dev)
+
+
+def _run_cpu(key: tuple, build: Build, arrays: Sequence[np.ndarray],
+             irtypes: Sequence[Any], layouts: tuple | None) -> list[np.ndarray]:
     if layouts is None:
         layouts = tuple(layout_of(a) for a in arrays)
     full_key = (key, tuple(irtypes), layouts)
@@ -101,6 +116,117 @@ def run_eager(key: tuple, build: Build, arrays: Sequence[np.ndarray],
 
 
 _compile_lock = threading.Lock()
+
+
+# -- CUDA ---------------------------------------------------------------------------------------
+_cuda_programs: dict[tuple, Any] = {}
+
+
+def _scalar_like(a: np.ndarray) -> bool:
+    """A host array that is one number (0-d, one element, or broadcast with all strides 0):
+    PyTorch lets such values meet CUDA tensors, as scalars."""
+    return a.size <= 1 or all(s == 0 for s in a.strides)
+
+
+def _cuda_target(op: str, arrays: Sequence[Any]) -> Any:
+    """The CUDA device an op's arrays run on (None: the CPU), or the mixed-device error."""
+    from lamina.runtime.cuda.array import CudaArray
+
+    dev = None
+    host = False
+    for a in arrays:
+        if isinstance(a, CudaArray):
+            if dev is None:
+                dev = a.device
+            elif a.device is not dev:
+                raise RuntimeError(devices_error(f"cuda:{dev.index}", f"cuda:{a.device.index}",
+                                                 op))
+        elif not _scalar_like(a):
+            host = True
+    if dev is None:
+        dev = _state.device if not host else None
+        return dev
+    if host:
+        raise RuntimeError(devices_error(f"cuda:{dev.index}", "cpu", op))
+    return dev
+
+
+def devices_error(a: str, b: str, op: str) -> str:
+    """PyTorch's mixed-device message, naming the op."""
+    return (f"Expected all tensors to be on the same device, but found at least two devices, "
+            f"{a} and {b}! (in {op})")
+
+
+def current_device() -> Any:
+    """The CUDA device (driver ``Device``) the running op allocates on; None: the CPU."""
+    return _state.device
+
+
+def check_devices(op: str, args: Sequence[Any]) -> Any:
+    """The CUDA device of an op's tensors (None: the CPU), or PyTorch's error when they
+    live on different devices (0-d CPU tensors mix with CUDA tensors as scalars)."""
+    first: Any = None
+    cpu_nd = False
+    for x in args:
+        if isinstance(x, Tensor) and x._a is not None:
+            a = x._a
+            if type(a) is np.ndarray:
+                cpu_nd = cpu_nd or a.ndim > 0
+            elif first is None:
+                first = a.device
+            elif a.device is not first:
+                raise RuntimeError(devices_error(f"cuda:{first.index}",
+                                                 f"cuda:{a.device.index}", op))
+    if first is not None and cpu_nd:
+        raise RuntimeError(devices_error(f"cuda:{first.index}", "cpu", op))
+    return first
+
+
+def _run_cuda(key: tuple, build: Build, arrays: Sequence[Any], irtypes: Sequence[Any],
+              layouts: tuple | None, dev: Any) -> list[Any]:
+    """The op's program compiled for ``dev`` (cached per signature and device); host
+    scalars are uploaded as 0-d (or stride-0) device arrays."""
+    from lamina.runtime.cuda.array import CudaArray
+
+    arrays = [a if isinstance(a, CudaArray) else CudaArray.upload_scalar(dev, a) for a in arrays]
+    if layouts is None:
+        layouts = tuple(layout_of(a) for a in arrays)
+    full_key = (key, tuple(irtypes), layouts, dev)
+    prog = _cuda_programs.get(full_key)
+    if prog is None:
+        with _compile_lock:
+            prog = _cuda_programs.get(full_key)
+            if prog is None:
+                prog = _compile_cuda(key, build, arrays, irtypes, layouts, dev)
+                _cuda_programs[full_key] = prog
+    return prog(*arrays)
+
+
+def _compile_cuda(key: tuple, build: Build, arrays: Sequence[Any], irtypes: Sequence[Any],
+                  layouts: tuple, dev: Any) -> Any:
+    from lamina.passes.pipeline import lower
+    from lamina.runtime.cuda.program import CudaProgram
+
+    name = _kernel_name(key)
+    arg_types = [TensorType((None,) * a.ndim, t) for a, t in zip(arrays, irtypes)]
+    module = build_graph(name, build, arg_types)
+    stages = lower(module, arg_layouts=layouts, target="cuda")
+    return CudaProgram(stages.loop, dev, name)
+
+
+class on_device:  # noqa: N801 - used like a function: ``with on_device(d): ...``
+    """Ops whose inputs are all host scalars (creation: ``full``, ``rand``) run on the CUDA
+    device ``dev`` (a driver Device; None: the CPU) inside this block."""
+
+    def __init__(self, dev: Any):
+        self.dev = dev
+
+    def __enter__(self) -> None:
+        self.prev = _state.device
+        _state.device = self.dev
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.device = self.prev
 
 # Installed by lamina.autograd: hook(name, build, args, out, scalar_dtype) records a
 # tape node when gradients are needed. dispatch never imports autograd (layering).
@@ -119,13 +245,16 @@ def apply(name: str, build: Build, args: Sequence[Any], eager: Callable[[], Any]
     """
     tr = trace.current()
     if tr is not None:
-        vals = [tr.value_of(x) if isinstance(x, Tensor) else
-                tr.builder("tensor.full", value=x, shape=(), dtype=scalar_dtype.ir)
-                for x in args]
-        out = build(tr.builder, *vals)
-        if isinstance(out, Value):
-            return Tensor._symbolic(out, tr)
-        return tuple(Tensor._symbolic(v, tr) for v in out)
+        return tr.apply(build, args, scalar_dtype)
+    dev = check_devices(name, args)
+    if dev is not None and _state.device is not dev:
+        with on_device(dev):  # storage an op allocates itself lives on its tensors' GPU
+            return _apply_eager(name, build, args, eager, scalar_dtype)
+    return _apply_eager(name, build, args, eager, scalar_dtype)
+
+
+def _apply_eager(name: str, build: Build, args: Sequence[Any], eager: Callable[[], Any],
+                 scalar_dtype: Any) -> Any:
     hook = autograd_hook
     if hook is None or _state.inside:
         return eager()
@@ -141,6 +270,7 @@ def apply(name: str, build: Build, args: Sequence[Any], eager: Callable[[], Any]
 
 class _State(threading.local):
     inside = False
+    device: Any = None  # see on_device
 
 
 _state = _State()

@@ -159,7 +159,7 @@ def inplace(x: Tensor, op: str, compute: Callable[[], Tensor], check: bool = Tru
     r = compute()
     if check:
         _check_result(x, r, op)
-    if x._a is None or r._a is None:
+    if x._a is None or r._a is None or _tracing():
         return _traced(x, r, op)
     recorded = r._ag is not None and r._ag.grad_fn is not None
     if recorded:
@@ -206,14 +206,29 @@ def _protect_saved(node: Any, x: Tensor, start: int) -> None:
 
 def _traced(x: Tensor, r: Tensor, op: str) -> Tensor:
     """Inside ``lamina.compile``: an in-place op rebinds the traced value (views of x in the
-    trace do not see it)."""
-    if x._a is not None:
-        raise NotImplementedError(f"{op}: writing in place into a tensor captured by "
-                                  "lamina.compile is not supported")
+    trace do not see it); into a concrete tensor it is recorded as that tensor's new value,
+    written back after each run of the compiled step."""
+    from lamina.frontend import trace
+
     if r._dtype is not x._dtype:
         r = ops.cast(r, x._dtype)
+    if x._a is not None:
+        tr = trace.current()
+        if tr is None:
+            raise RuntimeError(f"{op}: a symbolic value was written into a concrete tensor "
+                               "outside lamina.compile")
+        tr.write(x, r, op)
+        return x
     x._value = r._value
+    if r._ag is not None:
+        x._ag = r._ag
     return x
+
+
+def _tracing() -> bool:
+    from lamina.frontend import trace
+
+    return trace.current() is not None
 
 
 # -- the ops ---------------------------------------------------------------------------------
@@ -340,7 +355,7 @@ def fill_(self: Tensor, value: Any) -> Tensor:
                            f"{value.ndim} dimensions.")
     shape, d = tuple(self.shape), self._dtype
     value = _number_as(value, d)
-    if self._a is not None and not _needs_tape(self, value):
+    if self._a is not None and not _needs_tape(self, value) and not _tracing():
         src = value if isinstance(value, Tensor) else Tensor._wrap(ops._scalar_array(value, d))
         return _direct(self, src, "fill_")
 
@@ -370,7 +385,8 @@ def copy_(self: Tensor, src: Tensor, non_blocking: bool = False) -> Tensor:
     if full != shape:
         raise RuntimeError(f"output with shape {list(shape)} doesn't match the broadcast shape "
                            f"{list(full)}")
-    if self._a is not None and src._a is not None and not _needs_tape(self, src):
+    if (self._a is not None and src._a is not None and not _needs_tape(self, src)
+            and not _tracing()):
         return _direct(self, src, "copy_")
 
     def eager() -> Tensor:

@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lamina.frontend import dispatch
+from lamina.frontend import dispatch, trace
 from lamina.frontend import dtypes as dt
 from lamina.frontend.device import check_device, cpu, device
 from lamina.frontend.tensor import Tensor
@@ -327,11 +327,18 @@ def draw(name: str, signature: tuple, core: tuple[int, Core], shape: Sequence[in
     for d in shape:
         n *= d
     per = elements_per_counter(stride)
-    key, offset = gen.advance(-(-n // per))
-    arrays = [np.array(key, np.int64), np.array(offset, np.int64)]
+    tr = trace.current()
+    if tr is not None:  # the key and offset are inputs of the compiled step, read per call
+        key_t, offset_t = tr.random_inputs(gen, -(-n // per))
+        arrays = [np.array(0, np.int64), np.array(0, np.int64)]
+    else:
+        key, offset = gen.advance(-(-n // per))
+        arrays = [np.array(key, np.int64), np.array(offset, np.int64)]
     arrays += [np.array(v, d.numpy) for v, d in params]
     types = [dt.int64, dt.int64] + [d for _, d in params]
     args = [Tensor._wrap(a, t) for a, t in zip(arrays, types)]
+    if tr is not None:
+        args[:2] = [key_t, offset_t]
 
     def semantic(b: Builder, *vals: Value) -> Value:
         return build(b, *(b("tensor.expand", v, shape=shape) if shape else v for v in vals))

@@ -12,7 +12,7 @@ import functools
 from typing import Any, Callable
 
 from lamina.frontend import dtypes as dt
-from lamina.frontend.compile import CompiledFunction, _contiguous_array, _signature
+from lamina.frontend.compile import CompiledFunction, _signature
 from lamina.frontend.tensor import Tensor
 from lamina.ir import Module
 
@@ -98,10 +98,9 @@ class GradFunction(CompiledFunction):
 
     def __call__(self, *args: Tensor) -> Any:
         entry = self._entry(args)
-        arrays = [_contiguous_array(t) for t in (*args, *entry.captured)]
         types = entry.lowered.stages.prim.get(self.name).result_types
         outs = [Tensor._wrap(a, dt.from_ir(t.dtype))
-                for a, t in zip(entry.lowered.program(*arrays), types)]
+                for a, t in zip(entry.lowered.program(*entry.inputs(args)), types)]
         n = len(outs) - len(self.argnums)
         grads = outs[n] if self.single else tuple(outs[n:])
         if not self._keep_outputs:
