@@ -71,7 +71,7 @@ class CompiledFunction:
     its kernels on disk). See the module docstring and docs/user-guide.md."""
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, dynamic: bool = False,
-                 fallback: str | None = None):
+                 fallback: str | None = None, warn: bool = True):
         if fallback not in (None, "eager"):
             raise ValueError(f"lamina.compile: fallback must be None or 'eager', got "
                              f"{fallback!r}")
@@ -80,6 +80,7 @@ class CompiledFunction:
         self.name = _c_name(name or default)
         self.dynamic = bool(dynamic)
         self.fallback = fallback
+        self.warn = warn  # library-internal kernels (optimizer rules) recompile per shape
         self._entries: dict[tuple, list[step_entry.Entry]] = {}
         self._last: tuple[tuple, step_entry.Entry] | None = None
         self.compiles = 0
@@ -150,6 +151,7 @@ class CompiledFunction:
         if entry is None:
             if self.compiles:
                 self.recompiles += 1
+            if self.compiles and self.warn:
                 warnings.warn(f"lamina.compile({self.name}): recompiling ({self.recompiles}): "
                               f"{why}", RuntimeWarning, stacklevel=3)
             try:
@@ -211,6 +213,12 @@ def _program_stats(lowered: Lowered) -> dict[str, Any]:
             if k in ps:
                 out[k] = ps[k]
     return out
+
+
+def is_compiling() -> bool:
+    """Whether a ``lamina.compile`` trace is recording (``torch.compiler.is_compiling``):
+    code that checks tensor values on the host skips those checks in a trace."""
+    return trace.current() is not None
 
 
 def _c_name(name: str) -> str:

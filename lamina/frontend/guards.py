@@ -24,7 +24,10 @@ class Guard:
     expected: Any
 
     def failure(self) -> str | None:
-        got = self.get()
+        try:
+            got = self.get()
+        except (KeyError, AttributeError, IndexError) as e:  # the state it reads is gone
+            got = f"<{type(e).__name__}: {e}>"
         if got == self.expected:
             return None
         return f"{self.what} {_fmt(self.expected)} != {_fmt(got)}"

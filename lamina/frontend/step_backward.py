@@ -163,6 +163,8 @@ def backward(tr: Trace, outputs: Sequence[Tensor], seeds: Sequence[Tensor | None
         tr.note_leaf(t)
         g = tr.wrap(gv, False)
         old = t._ag.grad
+        tr.grad_read(t)
+        tr.grad_set(t)
         with grad_mode.no_grad():
             if old is None:
                 t._ag.grad = g

@@ -220,7 +220,7 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
             tr.leaves[id(s)] = s
             tr.grad_snapshot[id(s)] = a.grad
             if a.grad is not None:
-                tr._grad_owner[id(a.grad)] = a
+                tr.bind(a.grad, trace.GradSource(a))
             arg_leaf[id(s)] = a
         symbolic.append(s)
     try:
@@ -240,7 +240,8 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
             target = arg_leaf.get(lid, leaf)
             final = leaf._ag.grad if leaf._ag is not None else None
             before = tr.grad_snapshot[lid]
-            guards.append(_grad_guard(target, before))
+            if tr.grad_guarded(leaf):
+                guards.append(_grad_guard(target, before))
             if final is None:
                 if before is not None:
                     grads.append((target, "none", None))
@@ -264,15 +265,18 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
     finally:
         _restore(tr)
     for i, src in enumerate(tr.sources):
-        if isinstance(src, trace.TensorSource):
-            t = src.tensor
-            guards.append(Guard(f"captured tensor {i} shape", lambda t=t: tuple(t.shape),
-                                tuple(t.shape)))
+        if isinstance(src, (trace.TensorSource, trace.ItemSource)):
+            guards.append(Guard(f"{src.describe()} (input {i}) shape/dtype",
+                                lambda s=src: _meta(s.get()), _meta(src.get())))
     guards += tr.guards
     tr.finish(values)
     result_types = [v.type.dtype for v in values]
     return Entry(Module([tr.graph]), tr.sources, tree, n_user, writes, grads, guards,
                  tr.prepare, result_types)
+
+
+def _meta(t: Any) -> Any:
+    return (tuple(t.shape), t.dtype.name) if isinstance(t, Tensor) else type(t).__name__
 
 
 def _grad_guard(t: Tensor, before: Any) -> Guard:

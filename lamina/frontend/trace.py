@@ -78,6 +78,20 @@ class GradSource:
 
 
 @dataclass(frozen=True, eq=False)
+class ItemSource:
+    """``container[key]`` as it is at the call (optimizer state: eager steps replace it)."""
+
+    container: Any
+    key: Any
+
+    def get(self) -> Any:
+        return self.container[self.key]
+
+    def describe(self) -> str:
+        return f"state {self.key!r}"
+
+
+@dataclass(frozen=True, eq=False)
 class DynamicSource:
     """A value computed by ``fn(ctx)`` before each call (hyperparameters, random state)."""
 
@@ -88,7 +102,7 @@ class DynamicSource:
         return self.what
 
 
-Source = ArgSource | TensorSource | GradSource | DynamicSource
+Source = ArgSource | TensorSource | GradSource | ItemSource | DynamicSource
 
 
 def _view_key(a: np.ndarray) -> tuple:
@@ -115,7 +129,10 @@ class Trace:
         self._detached: dict[Value, Value] = {}
         self.leaves: dict[int, Tensor] = {}  # tensors whose .grad the step may change
         self.grad_snapshot: dict[int, Any] = {}  # id(leaf) -> its .grad before tracing
-        self._grad_owner: dict[int, Tensor] = {}  # id(grad tensor) -> its parameter
+        # id(tensor) -> where the step finds it at each call (a .grad, optimizer state)
+        self._source_of: dict[int, Source] = {}
+        self._grad_read: set[int] = set()  # leaves whose .grad before the step was read
+        self._grad_set: set[int] = set()  # leaves whose .grad the step set
         self.guards: list[Any] = []  # lamina.frontend.guards.Guard
         self.prepare: list[Callable[[dict], None]] = []  # run before each call (ctx)
         self.on_abort: list[Callable[[], None]] = []  # undo trace-time side effects
@@ -133,8 +150,9 @@ class Trace:
         v = self._current.get(key)
         if v is None:
             self._check_storage(t, key, "reads")
-            owner = self._grad_owner.get(id(t))
-            src: Source = GradSource(owner) if owner is not None else TensorSource(t)
+            src = self._source_of.get(id(t)) or TensorSource(t)
+            if isinstance(src, GradSource):
+                self.grad_read(src.param)
             v = self._add_arg(TensorType(tuple(t.shape), t.dtype.ir), f"c{len(self.captured)}")
             self.sources.append(src)
             self.captured.append(t)
@@ -177,7 +195,25 @@ class Trace:
         g = t._ag.grad if t._ag is not None else None
         self.grad_snapshot[id(t)] = g
         if g is not None and g._a is not None:
-            self._grad_owner[id(g)] = t
+            self._source_of[id(g)] = GradSource(t)
+
+    def bind(self, t: Tensor, source: Source) -> None:
+        """Read and write concrete ``t`` through ``source`` at each call."""
+        if t._a is not None:
+            self._source_of.setdefault(id(t), source)
+
+    def grad_read(self, t: Tensor) -> None:
+        """The step read ``t.grad``: unless it set it first, the compiled step depends on it."""
+        if id(t) not in self._grad_set:
+            self._grad_read.add(id(t))
+
+    def grad_set(self, t: Tensor) -> None:
+        self._grad_set.add(id(t))
+
+    def grad_guarded(self, t: Tensor) -> bool:
+        """Whether the step's result depends on ``t.grad`` as it was before the step (read
+        before being set, or never set: conservatively)."""
+        return id(t) in self._grad_read or id(t) not in self._grad_set
 
     def detached(self, v: Value) -> Value:
         """A copy of ``v`` without autograd history (what ``detach()`` gives)."""
@@ -229,8 +265,7 @@ class Trace:
         self._current[key] = v
         self._leaf_value.pop(id(x), None)
         if key not in self.writes:
-            owner = self._grad_owner.get(id(x))
-            self.writes[key] = (GradSource(owner) if owner is not None else TensorSource(x), x)
+            self.writes[key] = (self._source_of.get(id(x)) or TensorSource(x), x)
 
     def written_value(self, key: tuple) -> Value:
         return self._current[key]

@@ -11,9 +11,12 @@ from lamina.optim.optimizer import (
     FusedRule,
     HyperCache,
     Optimizer,
+    TracedStep,
     check_common,
     lerp,
     next_step,
+    store,
+    tracing,
     updating,
 )
 
@@ -71,35 +74,72 @@ class Adam(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One Adam update of every parameter that has a gradient."""
         loss = self._closure_loss(closure)
+        tr = tracing()
+        traced = TracedStep(tr, self) if tr is not None else None
         hyper = HyperCache()
+        index = 0
         with updating():
-            for group in self.param_groups:
-                lr, eps, wd = float(group["lr"]), group["eps"], group["weight_decay"]
-                beta1, beta2 = (float(b) for b in group["betas"])
+            for gi, group in enumerate(self.param_groups):
                 amsgrad = group["amsgrad"]
-                decoupled = group["decoupled_weight_decay"]
-                decay = 0 if wd == 0 else (2 if decoupled else 1)
-                rule = _rule(group["maximize"], decay, amsgrad, 1 - beta1 < 0.5)
+                if traced is not None:
+                    traced.guard(f"Adam group {gi} options", lambda g=group: _options(g))
+                maximize, decay, small = _options(group)[:3]
+                rule = _rule(maximize, decay, amsgrad, small)
                 for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state[p]
-                    if not state:
-                        state["step"] = lamina.tensor(0.0)
-                        state["exp_avg"] = lamina.zeros_like(p)
-                        state["exp_avg_sq"] = lamina.zeros_like(p)
-                        if amsgrad:
-                            state["max_exp_avg_sq"] = lamina.zeros_like(p)
-                    step = next_step(state)
-                    step_size = lr / (1 - beta1 ** step)
-                    bias2_sqrt = (1 - beta2 ** step) ** 0.5
-                    h = hyper([1 - lr * wd if decoupled else wd, 1 - beta1, beta2, 1 - beta2,
-                               bias2_sqrt, eps, -step_size], p.dtype)
+                    index += 1
+                    if traced is not None:
+                        if not traced.has_grad(p):
+                            continue
+                        state = traced.state(p, index - 1, lambda s, p=p, a=amsgrad: _init(s, p, a),
+                                             False)
+                        # the step count lives in the program; the bias corrections are
+                        # computed before each call from the count it will reach
+                        h = traced.hyper(lambda g=group, s=state: _values(
+                            g, _count(s["step"]) + 1.0), p.dtype,
+                            f"Adam hyperparameters of group {gi}")
+                        state["step"].add_(1)
+                    else:
+                        if p.grad is None:
+                            continue
+                        state = self.state[p]
+                        if not state:
+                            _init(state, p, amsgrad)
+                        h = hyper(_values(group, next_step(state)), p.dtype)
                     tensors = [state["exp_avg"], state["exp_avg_sq"]]
                     if amsgrad:
                         tensors.append(state["max_exp_avg_sq"])
                     new = rule(p, p.grad, tensors, h)
-                    state["exp_avg"], state["exp_avg_sq"] = new[0], new[1]
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = new[2]
+                    keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")[:len(new)]
+                    for key, value in zip(keys, new):
+                        store(state, key, value, traced is not None)
         return loss
+
+
+def _init(state: dict[str, Any], p: lamina.Tensor, amsgrad: bool) -> None:
+    state["step"] = lamina.tensor(0.0)
+    state["exp_avg"] = lamina.zeros_like(p)
+    state["exp_avg_sq"] = lamina.zeros_like(p)
+    if amsgrad:
+        state["max_exp_avg_sq"] = lamina.zeros_like(p)
+
+
+def _count(step: Any) -> float:
+    return float(step.item()) if isinstance(step, lamina.Tensor) else float(step)
+
+
+def _options(group: dict[str, Any]) -> tuple:
+    """(maximize, decay kind, small first-moment weight, amsgrad): what selects the code."""
+    wd = group["weight_decay"]
+    decay = 0 if wd == 0 else (2 if group["decoupled_weight_decay"] else 1)
+    beta1 = float(group["betas"][0])
+    return group["maximize"], decay, 1 - beta1 < 0.5, group["amsgrad"]
+
+
+def _values(group: dict[str, Any], step: float) -> list[float]:
+    """``h`` of the rule for this step (see ``_rule``)."""
+    lr, eps, wd = float(group["lr"]), group["eps"], group["weight_decay"]
+    beta1, beta2 = (float(b) for b in group["betas"])
+    step_size = lr / (1 - beta1 ** step)
+    bias2_sqrt = (1 - beta2 ** step) ** 0.5
+    return [1 - lr * wd if group["decoupled_weight_decay"] else wd, 1 - beta1, beta2, 1 - beta2,
+            bias2_sqrt, eps, -step_size]

@@ -157,8 +157,16 @@ class Optimizer:
     # -- gradients -----------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients: to ``None`` (default) or to zeros in place."""
+        tr = tracing()
         for group in self.param_groups:
             for p in group["params"]:
+                if tr is not None:
+                    tr.note_leaf(p)
+                    if set_to_none:  # whatever it was: the step does not depend on it
+                        p.grad = None
+                        tr.grad_set(p)
+                        continue
+                    tr.grad_read(p)
                 g = p.grad
                 if g is None:
                     continue
@@ -179,6 +187,80 @@ class Optimizer:
             return None
         with lamina.enable_grad():
             return closure()
+
+
+# -- inside lamina.compile -------------------------------------------------------------------
+def tracing() -> Any:
+    """The ``lamina.compile`` trace recording this step, or None (eager)."""
+    from lamina.frontend import trace
+
+    return trace.current()
+
+
+class TracedStep:
+    """What an optimizer's ``step`` does differently while ``lamina.compile`` traces it.
+
+    State tensors are created concretely (once, outside the graph) and updated in
+    place, read and written through ``state[key]`` at each call (eager steps replace
+    them); hyperparameters are computed before each call from the live
+    ``param_groups`` (an LR scheduler's new lr needs no recompile); the option
+    flags that choose the update's shape are guards.
+    """
+
+    def __init__(self, tr: Any, optimizer: Optimizer):
+        from lamina.frontend.guards import Guard
+
+        self.tr = tr
+        self.opt = optimizer
+        self.Guard = Guard
+
+    def has_grad(self, p: lamina.Tensor) -> bool:
+        self.tr.note_leaf(p)
+        self.tr.grad_read(p)
+        return p.grad is not None
+
+    def guard(self, what: str, get: Callable[[], Any]) -> None:
+        self.tr.guards.append(self.Guard(what, get, get()))
+
+    def state(self, p: lamina.Tensor, index: int, init: Callable[[dict], None],
+              code_reads_init: bool) -> dict:
+        """``p``'s state, initialised concretely if empty; its tensors bound to it.
+
+        ``code_reads_init``: the traced update differs on the first step (SGD's
+        momentum buffer starts as the gradient), so the step is valid only for the
+        state layout found before initialising it.
+        """
+        from lamina.frontend import trace
+
+        state = self.opt.state[p]
+        before = sorted(state)
+        if not state:
+            with trace.suspended():
+                init(state)
+            self.tr.on_abort.append(state.clear)
+        self.tr.guards.append(self.Guard(f"state keys of parameter {index}",
+                                         lambda: sorted(state),
+                                         before if code_reads_init else sorted(state)))
+        for key, value in state.items():
+            if isinstance(value, lamina.Tensor):
+                self.tr.bind(value, trace.ItemSource(state, key))
+        return state
+
+    def hyper(self, values: Callable[[], list[float]], dtype: Any, what: str
+              ) -> lamina.Tensor:
+        """A hyperparameter tensor (as ``hyper``) recomputed by ``values()`` at every call."""
+        n = len(values())
+        hd = lamina.float32 if dtype in _LOW_PRECISION else dtype
+        return self.tr.dynamic_input(lambda ctx: np.array(values(), dtype=hd.numpy), hd, (n,),
+                                     what)
+
+
+def store(state: dict[str, Any], key: str, value: lamina.Tensor, traced: bool) -> None:
+    """Keep a new state tensor: replaced eagerly, written in place when traced."""
+    if traced:
+        state[key].copy_(value)
+    else:
+        state[key] = value
 
 
 def _cast_state(p: lamina.Tensor, value: Any, key: Any) -> Any:
@@ -210,6 +292,10 @@ def check_common(lr: Any, differentiable: bool, foreach: Any, fused: Any) -> Non
 def next_step(state: dict[str, Any]) -> float:
     """Advance ``state['step']`` (a 0-d float32 tensor, as in PyTorch; old checkpoints hold
     a number); return the new count."""
+    if tracing() is not None:
+        raise NotImplementedError("lamina.compile: this optimizer's step cannot be traced yet "
+                                  "(SGD, Adam and AdamW can); call optimizer.step() outside "
+                                  "the compiled function")
     step = state["step"]
     step = (step.item() if isinstance(step, lamina.Tensor) else float(step)) + 1.0
     state["step"] = lamina.from_numpy(np.array(step, dtype=np.float32))
@@ -254,7 +340,10 @@ class FusedRule:
 
         kernel.__name__ = kernel.__qualname__ = fn.__name__
         self.kernel = kernel
-        self.compiled = lamina.compile(kernel)
+        from lamina.frontend.compile import CompiledFunction
+
+        # one entry per parameter shape: expected, so no recompile warnings
+        self.compiled = CompiledFunction(kernel, warn=False)
 
     def __call__(self, p: lamina.Tensor, g: lamina.Tensor, state: list[lamina.Tensor],
                  h: lamina.Tensor) -> list[lamina.Tensor]:

@@ -6,7 +6,17 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterable
 
-from lamina.optim.optimizer import FusedRule, HyperCache, Optimizer, check_common, updating
+import lamina
+from lamina.optim.optimizer import (
+    FusedRule,
+    HyperCache,
+    Optimizer,
+    TracedStep,
+    check_common,
+    store,
+    tracing,
+    updating,
+)
 
 __all__ = ["SGD"]
 
@@ -53,21 +63,53 @@ class SGD(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient."""
         loss = self._closure_loss(closure)
+        tr = tracing()
+        traced = TracedStep(tr, self) if tr is not None else None
         hyper = HyperCache()
+        index = 0
         with updating():
-            for group in self.param_groups:
+            for gi, group in enumerate(self.param_groups):
                 lr, wd = float(group["lr"]), group["weight_decay"]
                 momentum = group["momentum"]
+                if traced is not None:
+                    traced.guard(f"SGD group {gi} options", lambda g=group: _options(g))
                 for p in group["params"]:
-                    g = p.grad
-                    if g is None:
+                    index += 1
+                    if traced is not None:
+                        if not traced.has_grad(p):
+                            continue
+                    elif p.grad is None:
                         continue
-                    state = self.state[p] if momentum != 0 else {}
-                    buf = state.get("momentum_buffer")
+                    g = p.grad
+                    buf = None
+                    state: dict[str, Any] = {}
+                    if momentum != 0:
+                        state = self.state[p]
+                        buf = state.get("momentum_buffer")
+                        if traced is not None:
+                            first = buf is None
+                            state = traced.state(p, index - 1, lambda s, p=p: s.update(
+                                momentum_buffer=lamina.zeros_like(p)), True)
+                            buf = None if first else state["momentum_buffer"]
                     rule = _rule(group["maximize"], wd != 0, momentum != 0, buf is None,
                                  group["nesterov"])
-                    h = hyper([-lr, wd, momentum, 1 - group["dampening"]], p.dtype)
+                    if traced is not None:
+                        h = traced.hyper(lambda g=group: _values(g), p.dtype,
+                                         f"SGD hyperparameters of group {gi}")
+                    else:
+                        h = hyper([-lr, wd, momentum, 1 - group["dampening"]], p.dtype)
                     new = rule(p, g, [] if buf is None else [buf], h)
                     if momentum != 0:
-                        state["momentum_buffer"] = new[0]
+                        store(state, "momentum_buffer", new[0], traced is not None)
         return loss
+
+
+def _values(group: dict[str, Any]) -> list[float]:
+    return [-float(group["lr"]), group["weight_decay"], group["momentum"],
+            1 - group["dampening"]]
+
+
+def _options(group: dict[str, Any]) -> tuple:
+    """What selects the update's code (the numbers themselves are inputs)."""
+    return (group["maximize"], group["weight_decay"] != 0, group["momentum"] != 0,
+            group["nesterov"])
