@@ -249,8 +249,12 @@ class Trace:
             else:
                 vals.append(self.builder("tensor.full", value=x, shape=(),
                                          dtype=scalar_dtype.ir))
+        first = len(self.graph.body.ops)
         out = build(self.builder, *vals)
         rg = rg and grad_mode.is_grad_enabled()
+        if rg:  # the build's inner values carry the history too (backward slices through)
+            for op in self.graph.body.ops[first:]:
+                self.requires_grad.update(r for r in op.results if r.type.dtype.is_float)
         if isinstance(out, Value):
             return self.wrap(out, rg)
         return tuple(self.wrap(v, rg) for v in out)
