@@ -88,10 +88,8 @@ class CompiledFunction:
         self.compile_time_s = 0.0
         self.hits = 0
         self._warned_eager: set[tuple] = set()
-        try:
+        if not callable(getattr(fn, "modules", None)):  # a module keeps its own attributes
             functools.update_wrapper(self, fn)
-        except AttributeError:
-            pass
 
     # -- tracing -------------------------------------------------------------------------------
     def _trace(self, args: tuple) -> step_entry.Entry:
@@ -123,8 +121,23 @@ class CompiledFunction:
         from lamina.runtime import compile_program
 
         start = time.perf_counter()
-        entry = self._trace(args)
-        stages = self._lower_module(entry.module)
+        if self.dynamic:
+            try:
+                entry = self._trace(args)
+                stages = self._lower_module(entry.module)
+            except step_entry.DataDependentError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure: specialise instead
+                self.dynamic = False
+                where = step_entry.user_frame(e.__traceback__)
+                warnings.warn(f"lamina.compile({self.name}): dynamic=True: the step cannot be "
+                              f"traced with a symbolic batch size ({where}: "
+                              f"{type(e).__name__}: {e}); specialising on input shapes",
+                              RuntimeWarning, stacklevel=4)
+                key = guards.signature(args)
+        if not self.dynamic:
+            entry = self._trace(args)
+            stages = self._lower_module(entry.module)
         entry.lowered = Lowered(stages, compile_program(stages.loop, self.name))
         self.compile_time_s += time.perf_counter() - start
         self.compiles += 1

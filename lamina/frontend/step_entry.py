@@ -253,10 +253,8 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
     except RuntimeError as e:
         if "is symbolic inside lamina.compile" in str(e):
             raise DataDependentError(
-                f"lamina.compile({name}): {user_frame(e.__traceback__)}: the step needs the "
-                f"value of a traced tensor ({e}); data-dependent Python control flow cannot be "
-                "compiled: use lamina.where, move it out of the step, or pass "
-                "fallback='eager'") from e
+                f"lamina.compile({name}): {user_frame(e.__traceback__)}: {e}; use "
+                "lamina.where, move it out of the step, or pass fallback='eager'") from e
         _abort(tr)
         raise
     except BaseException:
