@@ -99,11 +99,11 @@ class CompiledFunction:
                      for a in args if isinstance(a, Tensor)]
         return step_entry.trace_step(self.fn, self.name, args, types)
 
-    def _lower_module(self, module: Module) -> Any:
+    def _lower_module(self, module: Module, target: str = "cpu") -> Any:
         """The pipeline from the traced module to loops (``lamina.grad`` adds autodiff)."""
         from lamina.passes.pipeline import lower
 
-        return lower(module)
+        return lower(module, target=target)
 
     def lower(self, *args: Any, target: str = "cpu", arch: str = "sm_90") -> Lowered:
         """Trace and lower for these inputs (no machine code yet).
@@ -115,7 +115,7 @@ class CompiledFunction:
             raise ValueError(f"lamina.compile: unknown target {target!r}; expected 'cpu' or "
                              "'cuda'")
         entry = self._trace(args)
-        return Lowered(self._lower_module(entry.module), target=target, arch=arch)
+        return Lowered(self._lower_module(entry.module, target), target=target, arch=arch)
 
     def _compile(self, args: tuple, key: tuple) -> step_entry.Entry:
         from lamina.runtime import compile_program
