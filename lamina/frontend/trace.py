@@ -204,7 +204,10 @@ class Trace:
 
     def grad_read(self, t: Tensor) -> None:
         """The step read ``t.grad``: unless it set it first, the compiled step depends on it."""
-        if id(t) not in self._grad_set:
+        if id(t) in self._grad_set or id(t) not in self.leaves:
+            return
+        now = t._ag.grad if t._ag is not None else None
+        if now is self.grad_snapshot[id(t)]:  # else untracked code (Module.zero_grad) set it
             self._grad_read.add(id(t))
 
     def grad_set(self, t: Tensor) -> None:
