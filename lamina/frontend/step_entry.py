@@ -12,6 +12,7 @@ version counters bumped), which is what the eager step would have left.
 
 from __future__ import annotations
 
+import inspect
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -159,7 +160,8 @@ class Entry:
 
         for src, i in self.writes:
             t = src.get()
-            np.copyto(t._a, results[i], casting="no")
+            if results[i] is not t._a:  # computed in place when the runtime took out=
+                np.copyto(t._a, results[i], casting="no")
             bump_version(t._a)
         for t, kind, obj in self.grads:
             if kind == "none":
@@ -173,7 +175,25 @@ class Entry:
         return unflatten(self.out_tree, outs)
 
     def run(self, args: Sequence[Any]) -> Any:
-        return self.finish(self.lowered.program(*self.inputs(args)))
+        program = self.lowered.program
+        arrays = self.inputs(args)
+        if not _takes_out(program):
+            return self.finish(program(*arrays))
+        # the new values of captured tensors are computed straight into their memory
+        out: list[np.ndarray | None] = [None] * len(self.result_dtypes)
+        for src, i in self.writes:
+            a = src.get()._a
+            if a.flags.c_contiguous and a.flags.writeable:
+                out[i] = a
+        return self.finish(program(*arrays, out=out))
+
+
+def _takes_out(program: Any) -> bool:
+    """Whether the runtime's program accepts ``out=`` (results written into given arrays)."""
+    try:
+        return "out" in inspect.signature(program).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def eager_entry(reason: str) -> Entry:
