@@ -30,6 +30,7 @@ import pickle
 import struct
 import sys
 import tempfile
+import threading
 import zipfile
 from collections import Counter, OrderedDict
 from typing import IO, Any, Callable
@@ -240,10 +241,12 @@ class _Encoder:
             bits = np.ascontiguousarray(t.float().numpy()).view(np.uint32) >> 16
             a = bits.astype(np.uint16)
         else:
-            a = t.numpy()
+            a = t.numpy() if not t.is_cuda else t.detach().cpu().numpy()
         node = self.raw(a)
         node["dtype"] = name
         node["requires_grad"] = bool(t.requires_grad)
+        if t.is_cuda:  # written from a host copy; loads back onto the GPU by default
+            node["device"] = str(t.device)
         return node
 
     def ndarray(self, a: np.ndarray, where: str) -> dict:
@@ -293,14 +296,56 @@ def load(f: str | os.PathLike | IO[bytes], map_location: Any = None, pickle_modu
 
     Only data is ever constructed: ``weights_only`` is accepted for compatibility and
     loading is always restricted to tensors, numbers, strings and containers.
-    ``map_location`` may name the CPU (tensors always load there).
+    Tensors load on the device they were saved from, unless ``map_location`` (a
+    device, or a dict from saved device names to devices) says otherwise.
     """
     if map_location is not None and not callable(map_location) and not isinstance(
             map_location, dict):
-        lamina.device(map_location)  # validates the spec
-        if lamina.device(map_location).type != "cpu":
-            raise RuntimeError(f"lamina.load: map_location={map_location!r} is not available; "
-                               "tensors load on the CPU")
+        map_location = lamina.device(map_location)  # validates the spec
+    _map.location = map_location
+    try:
+        out = _load_any(f)
+    finally:
+        _map.location = None
+    if isinstance(map_location, lamina.device):  # formats without devices (torch, safetensors)
+        out = _to_device(out, map_location)
+    return out
+
+
+class _MapState(threading.local):
+    location: Any = None
+
+
+_map = _MapState()
+
+
+def _target_device(saved: str | None) -> Any:
+    """Where a tensor saved from device ``saved`` (None: cpu) loads."""
+    loc = _map.location
+    saved = saved or "cpu"
+    if isinstance(loc, lamina.device):
+        return loc
+    if isinstance(loc, dict):
+        return lamina.device(str(loc.get(saved, saved)))
+    return lamina.device(saved)
+
+
+def _to_device(obj: Any, d: Any) -> Any:
+    if isinstance(obj, lamina.Tensor):
+        return obj if obj.device == d else obj.to(d)
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = _to_device(v, d)
+        return obj
+    if isinstance(obj, list):
+        obj[:] = [_to_device(v, d) for v in obj]
+        return obj
+    if type(obj) is tuple:
+        return tuple(_to_device(v, d) for v in obj)
+    return obj
+
+
+def _load_any(f: Any) -> Any:
     if isinstance(f, (str, os.PathLike)):
         with open(os.fspath(f), "rb") as fh:
             return _load(fh, os.fspath(f))
@@ -445,6 +490,9 @@ class _Decoder:
         buf, node = self.raw(node, "a tensor")
         t = _view(buf, node.get("dtype"), node.get("shape"), node.get("stride"),
                   node.get("offset"), f"{self.name}: a tensor")
+        d = _target_device(node.get("device"))
+        if d.type != "cpu":
+            t = t.to(d)
         if node.get("requires_grad"):
             t.requires_grad_(True)
         return t

@@ -1,6 +1,10 @@
-"""``lamina.device``: where a tensor lives (``cpu``; ``cuda:N`` comes with the GPU runtime)."""
+"""``lamina.device``: where a tensor lives, ``cpu`` or ``cuda:N`` (storage a ``CudaArray``)."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
 
 
 class device:  # noqa: N801 - PyTorch's spelling
@@ -47,7 +51,8 @@ cpu = device("cpu")
 
 
 def check_device(spec: str | device | None, what: str) -> device:
-    """Accept ``cpu``; reject devices this build cannot use, with a clear message."""
+    """The device ``spec`` names (``None``: cpu); a CUDA device must exist, else a clear
+    RuntimeError. ``"cuda"`` without an index means the current device."""
     d = cpu if spec is None else device(spec)
     if d.type != "cpu":
         import lamina.cuda
@@ -55,6 +60,26 @@ def check_device(spec: str | device | None, what: str) -> device:
         if not lamina.cuda.is_available():
             raise RuntimeError(f"{what}: device {d} is not available: lamina.cuda.is_available() "
                                "is False (no CUDA driver or GPU on this machine)")
-        raise RuntimeError(f"{what}: tensors on {d} are not supported yet; run programs on the "
-                           "GPU through lamina.runtime.cuda (see docs/gpu.md)")
+        n = lamina.cuda.device_count()
+        index = lamina.cuda.current_device() if d.index is None else d.index
+        if not 0 <= index < n:
+            raise RuntimeError(f"{what}: CUDA error: invalid device ordinal {d} ({n} device"
+                               f"{'s' if n != 1 else ''} present)")
+        d = device("cuda", index)
     return d
+
+
+def runtime_device(d: device) -> Any:
+    """The driver's ``Device`` of a checked cuda device (None for cpu)."""
+    if d.type == "cpu":
+        return None
+    from lamina.runtime.cuda import driver
+
+    return driver.driver().device(d.index or 0)
+
+
+def of_array(a: Any) -> device:
+    """The device of a tensor's storage (``Tensor._a``)."""
+    if a is None or isinstance(a, np.ndarray):
+        return cpu
+    return device("cuda", a.device.index)

@@ -18,6 +18,7 @@ from lamina.frontend import (
     ops_reduce,
     ops_shape,
     ops_softmax,
+    transfer,
     views,
 )
 from lamina.frontend.tensor import Tensor
@@ -51,7 +52,9 @@ def _to(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
             dtype, dev = a.dtype, a.device
         else:
             raise TypeError(f"to() received an invalid combination of arguments: {a!r}")
-    check_device(dev, "to")
+    if dev is not None and check_device(dev, "to") != self.device:
+        moved = transfer.to_device(self, dev)
+        return moved if dtype is None or dtype is self.dtype else ops.cast(moved, dtype)
     if dtype is None or dtype is self.dtype:
         return ops.clone(self) if copy else self
     return ops.cast(self, dtype)
@@ -107,7 +110,7 @@ METHODS = {
     "float": _dtype_method(dt.float32), "double": _dtype_method(dt.float64),
     "half": _dtype_method(dt.float16), "bfloat16": _dtype_method(dt.bfloat16),
     "int": _dtype_method(dt.int32), "long": _dtype_method(dt.int64),
-    "bool": _dtype_method(dt.bool_), "cpu": lambda self: self,
+    "bool": _dtype_method(dt.bool_), "cpu": transfer.cpu_method, "cuda": transfer.cuda_method,
     "is_floating_point": lambda self: self.dtype.is_floating_point,
 }
 for _name in ("neg", "abs", "exp", "exp2", "expm1", "log", "log2", "log1p", "sqrt", "rsqrt",

@@ -23,6 +23,16 @@ Number = (bool, int, float)
 
 # -- helpers ----------------------------------------------------------------------
 def _alloc(shape: Sequence[int], dtype: dt.dtype) -> np.ndarray:
+    """Uninitialised storage on the device the running op works on (see dispatch.on_device)."""
+    dev = dispatch.current_device()
+    if dev is not None:
+        from lamina.runtime.cuda.array import CudaArray
+
+        return CudaArray.empty(dev, tuple(shape), dtype.numpy)
+    return _host_alloc(shape, dtype)
+
+
+def _host_alloc(shape: Sequence[int], dtype: dt.dtype) -> np.ndarray:
     from lamina.runtime import empty
 
     return empty(tuple(shape), dtype.numpy)
@@ -89,6 +99,8 @@ def _collapse(shape: tuple[int, ...], strides: list[tuple[int, ...]]
 
 def _restride(a: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
     """A read-only view of ``a``'s memory with new shape and byte strides."""
+    if type(a) is not np.ndarray:
+        return a.as_strided(shape, strides)
     if a.flags.c_contiguous:
         # numpy checks that the view stays inside a's buffer
         v = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
@@ -187,6 +199,9 @@ def _flat_views(arrays: list[np.ndarray], shape: tuple[int, ...] | None) -> Any:
         if a.ndim:
             views.append(a.reshape(n))
             layouts.append(_UNIT)
+        elif type(a) is not np.ndarray:
+            views.append(a.as_strided((n,), (0,)))
+            layouts.append(_BROADCAST)
         else:
             views.append(np.ndarray((n,), a.dtype, buffer=a, strides=(0,)))
             layouts.append(_BROADCAST)
@@ -701,11 +716,12 @@ def _shape_arg(size: tuple, op: str) -> tuple[int, ...]:
 
 def empty(*size: Any, dtype: dt.dtype | None = None, device: Any = None,
           requires_grad: bool = False) -> Tensor:
-    from lamina.frontend.device import check_device
+    from lamina.frontend.transfer import create
 
-    check_device(device, "empty")
     dtype = dtype or dt.default_float
-    return _leaf(Tensor._wrap(_alloc(_shape_arg(size, "empty"), dtype), dtype), requires_grad)
+    shape = _shape_arg(size, "empty")
+    return _leaf(create(device, "empty", lambda: Tensor._wrap(_alloc(shape, dtype), dtype)),
+                 requires_grad)
 
 
 def _leaf(t: Tensor, requires_grad: bool) -> Tensor:
@@ -715,9 +731,8 @@ def _leaf(t: Tensor, requires_grad: bool) -> Tensor:
 
 def full(size: Sequence[int], fill_value: Any, *, dtype: dt.dtype | None = None,
          device: Any = None, requires_grad: bool = False) -> Tensor:
-    from lamina.frontend.device import check_device
+    from lamina.frontend.transfer import create
 
-    check_device(device, "full")
     shape = _shape_arg(tuple(size), "full")
     if dtype is None:
         dtype = dt.scalar_dtype(fill_value)
@@ -725,9 +740,11 @@ def full(size: Sequence[int], fill_value: Any, *, dtype: dt.dtype | None = None,
         return dispatch.apply("full", lambda b: b("tensor.full", value=fill_value, shape=shape,
                                                   dtype=dtype.ir), (), lambda: None)
     if 0 in shape:
-        return _leaf(Tensor._wrap(_alloc(shape, dtype), dtype), requires_grad)
-    return _leaf(_elementwise(("fill", dtype.name), "tensor.copy", (fill_value,), dtype, dtype,
-                              shape=shape), requires_grad)
+        return _leaf(create(device, "full", lambda: Tensor._wrap(_alloc(shape, dtype), dtype)),
+                     requires_grad)
+    return _leaf(create(device, "full", lambda: _elementwise(
+        ("fill", dtype.name), "tensor.copy", (fill_value,), dtype, dtype, shape=shape)),
+        requires_grad)
 
 
 def zeros(*size: Any, dtype: dt.dtype | None = None, device: Any = None,
@@ -744,33 +761,41 @@ def ones(*size: Any, dtype: dt.dtype | None = None, device: Any = None,
                 device=device, requires_grad=requires_grad)
 
 
-def zeros_like(x: Tensor, *, dtype: dt.dtype | None = None, requires_grad: bool = False
-               ) -> Tensor:
-    return zeros(x.shape, dtype=dtype or x.dtype, requires_grad=requires_grad)
+def zeros_like(x: Tensor, *, dtype: dt.dtype | None = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    return zeros(x.shape, dtype=dtype or x.dtype, device=device or x.device,
+                 requires_grad=requires_grad)
 
 
-def ones_like(x: Tensor, *, dtype: dt.dtype | None = None, requires_grad: bool = False
-              ) -> Tensor:
-    return ones(x.shape, dtype=dtype or x.dtype, requires_grad=requires_grad)
-
-
-def full_like(x: Tensor, fill_value: Any, *, dtype: dt.dtype | None = None,
+def ones_like(x: Tensor, *, dtype: dt.dtype | None = None, device: Any = None,
               requires_grad: bool = False) -> Tensor:
-    return full(x.shape, fill_value, dtype=dtype or x.dtype, requires_grad=requires_grad)
+    return ones(x.shape, dtype=dtype or x.dtype, device=device or x.device,
+                requires_grad=requires_grad)
 
 
-def empty_like(x: Tensor, *, dtype: dt.dtype | None = None, requires_grad: bool = False
-               ) -> Tensor:
-    return empty(x.shape, dtype=dtype or x.dtype, requires_grad=requires_grad)
+def full_like(x: Tensor, fill_value: Any, *, dtype: dt.dtype | None = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return full(x.shape, fill_value, dtype=dtype or x.dtype, device=device or x.device,
+                requires_grad=requires_grad)
+
+
+def empty_like(x: Tensor, *, dtype: dt.dtype | None = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    return empty(x.shape, dtype=dtype or x.dtype, device=device or x.device,
+                 requires_grad=requires_grad)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: dt.dtype | None = None,
            device: Any = None, requires_grad: bool = False) -> Tensor:
     """Like ``torch.arange``; the values are made from Python numbers (interop, like
     ``lamina.tensor``), not computed by a kernel."""
-    from lamina.frontend.device import check_device
+    from lamina.frontend.transfer import create
 
-    check_device(device, "arange")
+    return _leaf(create(device, "arange", lambda: _arange(start, end, step, dtype)),
+                 requires_grad)
+
+
+def _arange(start: Any, end: Any, step: Any, dtype: dt.dtype | None) -> Tensor:
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -782,23 +807,29 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: dt.dtype | None
     n = builtins.max(0, int(np.ceil((end - start) / step)))
     values = np.arange(n, dtype=np.float64 if dtype.category == 2 else np.int64) * step + start
     if dtype in (dt.float16, dt.bfloat16):  # rounded through float32, like tensor()
-        return tensor(values, dtype=dtype, requires_grad=requires_grad)
-    a = _alloc((n,), dtype)
+        return tensor(values, dtype=dtype)
+    a = _host_alloc((n,), dtype)
     if n:
         a[...] = values
-    return _leaf(Tensor._wrap(a, dtype), requires_grad)
+    return Tensor._wrap(a, dtype)
 
 
 def tensor(data: Any, *, dtype: dt.dtype | None = None, device: Any = None,
            requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (nested lists, numbers, arrays, tensors)."""
     from lamina.frontend.device import check_device
+    from lamina.frontend.transfer import create, move
 
-    check_device(device, "tensor")
     if isinstance(data, Tensor):  # a copy (bfloat16 has no numpy form: copy by a kernel)
         src = data.detach()
+        if device is not None:
+            src = move(src, check_device(device, "tensor"))
         out = clone(src) if dtype is None or dtype is src.dtype else cast(src, dtype)
         return _leaf(out, requires_grad)
+    return _leaf(create(device, "tensor", lambda: _host_tensor(data, dtype)), requires_grad)
+
+
+def _host_tensor(data: Any, dtype: dt.dtype | None) -> Tensor:
     arr = np.asarray(data)
     # numpy arrays and numpy scalars keep their dtype; Python numbers get the defaults
     typed = isinstance(data, (np.ndarray, np.generic))
@@ -812,7 +843,7 @@ def tensor(data: Any, *, dtype: dt.dtype | None = None, device: Any = None,
         else:
             raise TypeError(f"tensor(): could not infer dtype of {type(data).__name__} "
                             f"(numpy dtype {arr.dtype})")
-    out = _alloc(arr.shape, dtype)
+    out = _host_alloc(arr.shape, dtype)
     if dtype is dt.bfloat16:  # through float32, as PyTorch converts
         f32 = np.ascontiguousarray(arr, dtype=np.float32)
         f = f32.view(np.uint32)
@@ -822,7 +853,7 @@ def tensor(data: Any, *, dtype: dt.dtype | None = None, device: Any = None,
         out[...] = np.asarray(arr, dtype=np.float32)
     else:
         out[...] = arr
-    return _leaf(Tensor._wrap(out, dtype), requires_grad)
+    return Tensor._wrap(out, dtype)
 
 
 def from_numpy(a: np.ndarray) -> Tensor:

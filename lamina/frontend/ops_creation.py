@@ -28,6 +28,7 @@ from lamina.frontend.random import (
     set_rng_state,
 )
 from lamina.frontend.tensor import Tensor
+from lamina.frontend.transfer import create, host_array
 from lamina.ir import Builder, Value
 from lamina.ir.types import i64
 
@@ -77,7 +78,14 @@ def _options(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
     @functools.wraps(fn)
     def wrapper(*args: Any, out: Tensor | None = None, layout: Any = None,
                 pin_memory: bool = False, memory_format: Any = None, **kwargs: Any) -> Tensor:
-        r = fn(*args, **kwargs)
+        spec = kwargs.get("device")
+        if spec is not None and check_device(spec, fn.__name__).type != "cpu":
+            # the CPU definition, its kernels run on the GPU (see transfer.create)
+            kwargs.pop("device")
+            grad = kwargs.pop("requires_grad", False)
+            r = _leaf(create(spec, fn.__name__, lambda: fn(*args, **kwargs)), grad)
+        else:
+            r = fn(*args, **kwargs)
         if out is None:
             return r
         if not isinstance(out, Tensor):
@@ -141,7 +149,7 @@ def randn(*size: Any, generator: Generator | None = None, dtype: dt.dtype | None
 def rand_like(input: Tensor, *, dtype: dt.dtype | None = None, device: Any = None,
               requires_grad: bool = False, generator: Generator | None = None) -> Tensor:
     ops._check_tensor(input, "rand_like")
-    return rand(tuple(input.shape), dtype=dtype or input.dtype, device=device,
+    return rand(tuple(input.shape), dtype=dtype or input.dtype, device=device or input.device,
                 requires_grad=requires_grad, generator=generator)
 
 
@@ -149,7 +157,7 @@ def rand_like(input: Tensor, *, dtype: dt.dtype | None = None, device: Any = Non
 def randn_like(input: Tensor, *, dtype: dt.dtype | None = None, device: Any = None,
                requires_grad: bool = False, generator: Generator | None = None) -> Tensor:
     ops._check_tensor(input, "randn_like")
-    return randn(tuple(input.shape), dtype=dtype or input.dtype, device=device,
+    return randn(tuple(input.shape), dtype=dtype or input.dtype, device=device or input.device,
                  requires_grad=requires_grad, generator=generator)
 
 
@@ -244,8 +252,9 @@ def randint_like(input: Tensor, *args: Any, low: Any = None, high: Any = None,
                  requires_grad: bool = False, generator: Generator | None = None) -> Tensor:
     ops._check_tensor(input, "randint_like")
     low, high, _ = _randint_args(args + (tuple(input.shape),), low, high, None, "randint_like")
-    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype, device=device,
-                   requires_grad=requires_grad, generator=generator)
+    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype,
+                   device=device or input.device, requires_grad=requires_grad,
+                   generator=generator)
 
 
 @_options
@@ -570,28 +579,28 @@ def _new_kw(self: Tensor, dtype: dt.dtype | None) -> dt.dtype:
 def new_zeros(self: Tensor, *size: Any, dtype: dt.dtype | None = None, device: Any = None,
               requires_grad: bool = False) -> Tensor:
     return _leaf(ops.zeros(_size(size, "new_zeros"), dtype=_new_kw(self, dtype),
-                           device=device), requires_grad)
+                           device=device or self.device), requires_grad)
 
 
 @_options
 def new_ones(self: Tensor, *size: Any, dtype: dt.dtype | None = None, device: Any = None,
              requires_grad: bool = False) -> Tensor:
-    return _leaf(ops.ones(_size(size, "new_ones"), dtype=_new_kw(self, dtype), device=device),
-                 requires_grad)
+    return _leaf(ops.ones(_size(size, "new_ones"), dtype=_new_kw(self, dtype),
+                          device=device or self.device), requires_grad)
 
 
 @_options
 def new_empty(self: Tensor, *size: Any, dtype: dt.dtype | None = None, device: Any = None,
               requires_grad: bool = False) -> Tensor:
     return _leaf(ops.empty(_size(size, "new_empty"), dtype=_new_kw(self, dtype),
-                           device=device), requires_grad)
+                           device=device or self.device), requires_grad)
 
 
 @_options
 def new_full(self: Tensor, size: Any, fill_value: Any, *, dtype: dt.dtype | None = None,
              device: Any = None, requires_grad: bool = False) -> Tensor:
     return _leaf(ops.full(_size((size,), "new_full"), fill_value,
-                          dtype=_new_kw(self, dtype), device=device), requires_grad)
+                          dtype=_new_kw(self, dtype), device=device or self.device), requires_grad)
 
 
 @_options
@@ -601,8 +610,9 @@ def new_tensor(self: Tensor, data: Any, *, dtype: dt.dtype | None = None, device
         data = ops.contiguous(data.detach() if hasattr(data, "detach") else data)
         if data.dtype is dt.bfloat16:
             data = ops.cast(data, dt.float32)
-        data = data.numpy()
-    return _leaf(ops.tensor(data, dtype=_new_kw(self, dtype), device=device), requires_grad)
+        data = host_array(data)
+    return _leaf(ops.tensor(data, dtype=_new_kw(self, dtype), device=device or self.device),
+                 requires_grad)
 
 
 _TYPE_NAMES = {

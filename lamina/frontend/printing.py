@@ -117,8 +117,10 @@ def _values(t: Any) -> np.ndarray:
     if t.dtype in (dt.bfloat16, dt.float16):
         from lamina.frontend import ops
 
-        return ops.cast(t.detach() if hasattr(t, "detach") else t, dt.float32)._a
-    return t._a
+        a = ops.cast(t.detach() if hasattr(t, "detach") else t, dt.float32)._a
+    else:
+        a = t._a
+    return a if isinstance(a, np.ndarray) else a.numpy()  # a CUDA tensor: a host copy
 
 
 def _grad_suffix(t: Any) -> str | None:
@@ -150,6 +152,8 @@ def tensor_repr(t: Any) -> str:
     if t._a is None:
         return f"tensor(<symbolic>, size={list(t.shape)}, dtype={t.dtype})"
     suffixes: list[str] = []
+    if not isinstance(t._a, np.ndarray):
+        suffixes.append(f"device='{t.device}'")
     if t.numel() == 0:
         if t.ndim != 1:
             suffixes.append(f"size={tuple(t.shape)}")

@@ -79,11 +79,15 @@ class Tensor:
 
     @property
     def device(self) -> device:
-        return cpu
+        a = self._a
+        if a is None or type(a) is np.ndarray:
+            return cpu
+        return device("cuda", a.device.index)
 
     @property
     def is_cuda(self) -> bool:
-        return False
+        a = self._a
+        return a is not None and type(a) is not np.ndarray
 
     @property
     def ndim(self) -> int:
@@ -117,8 +121,8 @@ class Tensor:
         return self._a is None or self._a.flags.c_contiguous
 
     def data_ptr(self) -> int:
-        self._concrete("data_ptr")
-        return int(self._a.ctypes.data)
+        a = self._concrete("data_ptr")
+        return int(a.ctypes.data) if type(a) is np.ndarray else a.ptr
 
     def _concrete(self, what: str) -> np.ndarray:
         if self._a is None:
@@ -130,8 +134,11 @@ class Tensor:
 
     # -- interop ------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
-        """A numpy view sharing memory (no copy)."""
+        """A numpy view sharing memory (no copy); a CUDA tensor raises (use ``.cpu()``)."""
         a = self._concrete("numpy")
+        if type(a) is not np.ndarray:
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use "
+                            "Tensor.cpu() to copy the tensor to host memory first.")
         if self._dtype is dt.bfloat16:
             raise TypeError("Got unsupported ScalarType BFloat16")
         return a
@@ -141,7 +148,7 @@ class Tensor:
         return a if dtype is None else a.astype(dtype)
 
     def item(self) -> bool | int | float:
-        a = self._concrete("item")
+        a = self._host("item")
         if a.size != 1:
             raise RuntimeError(
                 f"a Tensor with {a.size} elements cannot be converted to Scalar"
@@ -149,12 +156,16 @@ class Tensor:
         return _to_python(a.reshape(()), self._dtype)
 
     def tolist(self) -> Any:
-        a = self._concrete("tolist")
         if self._dtype is dt.bfloat16:
             from lamina.frontend import ops
 
             return ops.cast(self, dt.float32).tolist()
-        return a.tolist()
+        return self._host("tolist").tolist()
+
+    def _host(self, what: str) -> np.ndarray:
+        """The values in host memory (a copy for a CUDA tensor)."""
+        a = self._concrete(what)
+        return a if type(a) is np.ndarray else a.numpy()
 
     def __len__(self) -> int:
         if not self._shape:

@@ -103,16 +103,20 @@ class CudaArray:
 
     @classmethod
     def from_numpy(cls, device: Any, a: np.ndarray) -> CudaArray:
-        """A device copy of a host array. A broadcast array (all strides 0) uploads one
-        element and keeps its stride-0 layout."""
-        a = np.asarray(a)
-        if a.size > 1 and all(s == 0 for s in a.strides):
-            one = cls.from_numpy(device, np.array(a.reshape(-1)[0]))
-            return one.as_strided(a.shape, (0,) * a.ndim)
+        """A contiguous device copy of a host array."""
         h = np.ascontiguousarray(a)
         out = cls.empty(device, h.shape, h.dtype)
         device.htod(out.ptr, h.ctypes.data, h.nbytes)
         return out
+
+    @classmethod
+    def upload_scalar(cls, device: Any, a: np.ndarray) -> CudaArray:
+        """A host array that is one number repeated (all strides 0) as one uploaded element
+        seen with the same stride-0 layout (a kernel argument, read only)."""
+        if a.size > 1 and all(s == 0 for s in a.strides):
+            one = cls.from_numpy(device, np.array(a.reshape(-1)[0]))
+            return one.as_strided(a.shape, (0,) * a.ndim)
+        return cls.from_numpy(device, a)
 
     # -- ndarray protocol (metadata) --------------------------------------------------------
     @property
