@@ -362,7 +362,19 @@ def check_version(t: Tensor, saved: int, node: Any, index: int) -> None:
 
 def apply_node(node: Any, grads: list[Tensor | None], needs: Sequence[bool],
                create_graph: bool) -> list[Tensor | None]:
-    """Input cotangents of an OpNode (run in the grad mode the engine chose)."""
+    """Input cotangents of an OpNode (run in the grad mode the engine chose), on the GPU
+    of its tensors when they live on one (constants and zeros of the rules too)."""
+    dev = next((a._a.device for a in node.args if isinstance(a, Tensor) and a.is_cuda), None)
+    if dev is None:
+        return _apply_node(node, grads, needs, create_graph)
+    from lamina.frontend import dispatch
+
+    with dispatch.on_device(dev):
+        return _apply_node(node, grads, needs, create_graph)
+
+
+def _apply_node(node: Any, grads: list[Tensor | None], needs: Sequence[bool],
+                create_graph: bool) -> list[Tensor | None]:
     if node.released:
         raise RuntimeError(SECOND_BACKWARD)
     prog = program_for(node, needs, _outputs_intact(node))

@@ -54,9 +54,9 @@ def _seed_grads(outputs: tuple[Tensor, ...], grads: tuple[Any, ...], what: str
         if g is None:
             if out.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            g = ops.ones(out.shape, dtype=out.dtype)
+            g = ops.ones(out.shape, dtype=out.dtype, device=out.device)
         elif not isinstance(g, Tensor):
-            g = ops.full(out.shape, g, dtype=out.dtype)
+            g = ops.full(out.shape, g, dtype=out.dtype, device=out.device)
         elif tuple(g.shape) != tuple(out.shape):
             raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} "
                                f"and output[{i}] has a shape of {out.shape}.")
@@ -137,7 +137,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
                                    "used in the graph. Set allow_unused=True if this is the "
                                    "desired behavior.")
             if materialize_grads:
-                g = ops.zeros(t.shape, dtype=t.dtype)
+                g = ops.zeros(t.shape, dtype=t.dtype, device=t.device)
         out.append(g)
     return tuple(out)
 

@@ -91,6 +91,10 @@ def write(dst: Tensor, src: Tensor) -> None:
     shape = d.shape
     if 0 in shape:
         return
+    if type(d) is not np.ndarray or type(s) is not np.ndarray:  # a CUDA tensor
+        from lamina.frontend.transfer import device_write
+
+        return device_write(dst, src)
     if np.may_share_memory(d, s) and not (
             s.shape == shape and s.strides == d.strides and s.dtype == d.dtype
             and s.__array_interface__["data"][0] == d.__array_interface__["data"][0]):

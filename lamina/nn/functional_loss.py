@@ -177,7 +177,7 @@ def _nll(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
     cshape = _class_shape(logp.ndim, n_classes, cdim)
     valid = target != ignore_index
     _check_targets(lamina.where(valid, target, 0), n_classes)
-    hit = target.unsqueeze(cdim) == lamina.arange(n_classes).reshape(cshape)
+    hit = target.unsqueeze(cdim) == lamina.arange(n_classes, device=target.device).reshape(cshape)
     if 0 <= ignore_index < n_classes:
         hit = hit & valid.unsqueeze(cdim)
     wcls = None if weight is None else weight.to(logp.dtype).reshape(cshape)

@@ -352,6 +352,8 @@ class FusedRule:
             g = g.to(p.dtype)
         # Empty tensors skip compilation: their eager ops allocate and launch nothing.
         run = self.kernel if p.numel() == 0 else self.compiled
+        if p.is_cuda:  # eager kernels on the GPU (compiled programs run on the CPU only)
+            run, h = self.kernel, h.to(p.device)
         outs = run(p, g, *state, h)
         p.copy_(outs[0])
         return list(outs[1:])
