@@ -115,6 +115,7 @@ class CompiledFunction:
             raise ValueError(f"lamina.compile: unknown target {target!r}; expected 'cpu' or "
                              "'cuda'")
         entry = self._trace(args)
+        entry.undo()
         return Lowered(self._lower_module(entry.module, target), target=target, arch=arch)
 
     def _compile(self, args: tuple, key: tuple) -> step_entry.Entry:
@@ -122,12 +123,15 @@ class CompiledFunction:
 
         start = time.perf_counter()
         if self.dynamic:
+            entry = None
             try:
                 entry = self._trace(args)
                 stages = self._lower_module(entry.module)
             except step_entry.DataDependentError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure: specialise instead
+                if entry is not None:
+                    entry.undo()
                 self.dynamic = False
                 where = step_entry.user_frame(e.__traceback__)
                 warnings.warn(f"lamina.compile({self.name}): dynamic=True: the step cannot be "
@@ -137,7 +141,11 @@ class CompiledFunction:
                 key = guards.signature(args)
         if not self.dynamic:
             entry = self._trace(args)
-            stages = self._lower_module(entry.module)
+            try:
+                stages = self._lower_module(entry.module)
+            except BaseException:
+                entry.undo()
+                raise
         entry.lowered = Lowered(stages, compile_program(stages.loop, self.name))
         self.compile_time_s += time.perf_counter() - start
         self.compiles += 1

@@ -69,6 +69,7 @@ def reachable(fn: Any, args: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     f = fn
     if hasattr(f, "__self__") and hasattr(f, "__func__"):
         objs.append(f.__self__)
+        objs += list(getattr(f.__self__, "__dict__", {}).values())  # a trainer's model, opt
         f = f.__func__
     code = getattr(f, "__code__", None)
     if code is not None:
@@ -129,6 +130,13 @@ class Entry:
     result_dtypes: list[Any] = field(default_factory=list)
     lowered: Any = None  # compile.Lowered
     eager_reason: str | None = None  # set: this signature runs eagerly
+    on_abort: list[Callable[[], None]] = field(default_factory=list)
+
+    def undo(self) -> None:
+        """Undo what tracing did to Python state (optimizer state it created) when the
+        entry will not run (``lower`` only, or a failed compile)."""
+        for f in reversed(self.on_abort):
+            f()
 
     def failure(self) -> str | None:
         for g in self.guards:
@@ -151,7 +159,8 @@ class Entry:
                 arrays.append(src.fn(ctx))
                 continue
             t = args[src.index] if isinstance(src, trace.ArgSource) else src.get()
-            arrays.append(contiguous(t)._a)
+            a = t._a
+            arrays.append(a if a.flags.c_contiguous else contiguous(t)._a)
         return arrays
 
     def finish(self, results: Sequence[np.ndarray]) -> Any:
@@ -290,7 +299,7 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
     tr.finish(values)
     result_types = [v.type.dtype for v in values]
     return Entry(Module([tr.graph]), tr.sources, tree, n_user, writes, grads, guards,
-                 tr.prepare, result_types)
+                 tr.prepare, result_types, on_abort=tr.on_abort)
 
 
 def _meta(t: Any) -> Any:

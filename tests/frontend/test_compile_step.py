@@ -453,7 +453,7 @@ def test_dynamic_step_that_needs_static_sizes_specialises_with_a_warning():
 def test_lower_shows_every_stage_and_stats():
     lamina.manual_seed(0)
     model = _mlp()
-    opt = lamina.optim.SGD(model.parameters(), lr=0.1)
+    opt = lamina.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     def step(x, y):
         opt.zero_grad()
@@ -466,7 +466,9 @@ def test_lower_shows_every_stage_and_stats():
     x, y = lamina.ones(5, 8), lamina.tensor([0, 1, 2, 0, 1])
     before = model[0].weight.numpy().copy()
     low = f.lower(x, y)
-    assert np.array_equal(before, model[0].weight.numpy())  # lowering changes nothing
+    # lowering changes nothing: no parameter, no .grad, no optimizer state
+    assert np.array_equal(before, model[0].weight.numpy())
+    assert model[0].weight.grad is None and not any(opt.state.values())
     tensor_text = low.as_text("tensor")
     assert "tensor.matmul" in tensor_text and "prim.dot_general" in tensor_text  # + backward
     assert "prim.fusion" in low.as_text("prim")
