@@ -171,7 +171,7 @@ def check_devices(op: str, args: Sequence[Any]) -> Any:
         if isinstance(x, Tensor) and x._a is not None:
             a = x._a
             if type(a) is np.ndarray:
-                cpu_nd = cpu_nd or a.ndim > 0
+                cpu_nd = cpu_nd or not _scalar_like(a)
             elif first is None:
                 first = a.device
             elif a.device is not first:

@@ -412,8 +412,8 @@ def _check_p(p: float) -> None:
 def _dropout_mask(input: Tensor, p: float, shape: Sequence[int]) -> Tensor:
     """Keep-mask of ``shape`` scaled by 1/(1-p), in ``input``'s dtype."""
     if p == 1.0:
-        return lamina.zeros(shape, dtype=input.dtype)
-    keep = lamina.rand(shape) >= p
+        return lamina.zeros(shape, dtype=input.dtype, device=input.device)
+    keep = lamina.rand(shape, device=input.device) >= p
     return keep.to(input.dtype) * (1.0 / (1.0 - p))
 
 
