@@ -131,6 +131,7 @@ class Entry:
     lowered: Any = None  # compile.Lowered
     eager_reason: str | None = None  # set: this signature runs eagerly
     on_abort: list[Callable[[], None]] = field(default_factory=list)
+    _out_ok: bool | None = None  # whether the program takes out= (checked once)
 
     def undo(self) -> None:
         """Undo what tracing did to Python state (optimizer state it created) when the
@@ -186,7 +187,9 @@ class Entry:
     def run(self, args: Sequence[Any]) -> Any:
         program = self.lowered.program
         arrays = self.inputs(args)
-        if not _takes_out(program):
+        if self._out_ok is None:
+            self._out_ok = _takes_out(program)
+        if not self._out_ok:
             return self.finish(program(*arrays))
         # the new values of captured tensors are computed straight into their memory
         out: list[np.ndarray | None] = [None] * len(self.result_dtypes)

@@ -3,6 +3,7 @@ optimizer step traced into one program, against the eager step (and PyTorch)."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -107,13 +108,21 @@ def _close(a, b, rtol=1e-5, atol=1e-6) -> None:
                                rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_compiled_step_matches_eager(model_name, opt_name):
+@functools.cache
+def _compiled_run(model_name: str, opt_name: str):
+    """The compiled run of a pair (shared by the eager and the PyTorch comparisons)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # SGD's first-step recompile
-        le, me, oe, _, _ = _train(model_name, opt_name, compiled=False)
-        lc, mc, oc, f, _ = _train(model_name, opt_name, compiled=True)
+        return _train(model_name, opt_name, compiled=True)
+
+
+PAIRS = [(m, o) for m in sorted(MODELS) for o in sorted(OPTIMIZERS)]
+
+
+@pytest.mark.parametrize("model_name,opt_name", PAIRS)
+def test_compiled_step_matches_eager(model_name, opt_name):
+    le, me, oe, _, _ = _train(model_name, opt_name, compiled=False)
+    lc, mc, oc, f, _ = _compiled_run(model_name, opt_name)
     _close(le, lc)
     se, sc = _state(me), _state(mc)
     assert se.keys() == sc.keys()
@@ -133,15 +142,10 @@ def test_compiled_step_matches_eager(model_name, opt_name):
     assert f.stats()["hits"] == STEPS - f.compiles
 
 
-TORCH_PAIRS = [("mlp", "nesterov"), ("cnn", "adamw"), ("lstm", "sgd"), ("encoder", "adamw")]
-
-
-@pytest.mark.parametrize("model_name,opt_name", TORCH_PAIRS)
+@pytest.mark.parametrize("model_name,opt_name", PAIRS)
 def test_compiled_step_matches_pytorch(model_name, opt_name):
     torch = pytest.importorskip("torch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lc, mc, _, _, init = _train(model_name, opt_name, compiled=True)
+    lc, mc, _, _, init = _compiled_run(model_name, opt_name)
     tmodel = _torch_model(torch, model_name)
     tmodel.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in init.items()})
     topt = {"sgd": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
