@@ -497,3 +497,46 @@ def test_compiling_a_module_compiles_its_forward():
     model.eval()
     with pytest.warns(RuntimeWarning, match="training"):
         cm(x)
+
+
+def _accumulating_run(compiled: bool):
+    lamina.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = lamina.optim.Adam(model.parameters(), lr=0.05)
+
+    def step(x):
+        opt.zero_grad()
+        for half in (x[:3], x[3:]):  # gradient accumulation over micro-batches
+            (model(half).square().mean() * 0.5).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        opt.step()
+        with lamina.no_grad():  # evaluated with the updated parameters
+            return model(x).square().mean()
+
+    f = lamina.compile(step) if compiled else step
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((6, 8)).astype(np.float32) for _ in range(4)]
+    return [float(f(lamina.from_numpy(x))) for x in xs], model
+
+
+def test_accumulation_clipping_and_reads_after_the_update():
+    le, me = _accumulating_run(False)
+    lc, mc = _accumulating_run(True)
+    _close(le, lc)
+    for pe, pc in zip(me.parameters(), mc.parameters()):
+        _close(pe.numpy(), pc.numpy())
+
+
+def test_autograd_grad_and_arguments_that_require_grad():
+    w = lamina.from_numpy(np.array([1.0, -2.0, 3.0], np.float32))
+
+    def fn(x):
+        y = (x * x * w).sum()
+        (gx,) = lamina.autograd.grad(y, x)
+        y.backward()
+        return gx
+
+    x = lamina.from_numpy(np.array([0.5, 1.0, 2.0], np.float32)).requires_grad_()
+    gx = lamina.compile(fn)(x)
+    _close(gx.numpy(), 2 * x.detach().numpy() * w.numpy())
+    _close(x.grad.numpy(), gx.numpy())  # backward wrote the argument's .grad
