@@ -130,6 +130,11 @@ class Tensor:
                 f"{what}() needs a concrete value, but this tensor is symbolic inside "
                 "lamina.compile (data-dependent Python control flow cannot be traced)"
             )
+        from lamina.frontend import trace
+
+        tr = trace.current()
+        if tr is not None:  # a value the traced step already overwrote is not known yet
+            tr.check_read(self, what)
         return self._a
 
     # -- interop ------------------------------------------------------------------

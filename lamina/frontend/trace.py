@@ -274,6 +274,18 @@ class Trace:
         if key not in self.writes:
             self.writes[key] = (self._source_of.get(id(x)) or TensorSource(x), x)
 
+    def check_read(self, t: Tensor, what: str) -> None:
+        """A host read (``item()``, ``numpy()``) of a concrete tensor: an error if the step
+        wrote its storage, whose new value exists only in the trace."""
+        from lamina.frontend.tensor import storage_owner
+
+        if t._a is not None and self.writes and id(storage_owner(t._a)) in self._owners and \
+                self._owners[id(storage_owner(t._a))] in self.writes:
+            raise RuntimeError(
+                f"{what}() needs the value of a tensor of shape {list(t.shape)} that this step "
+                "wrote in place; its new value is symbolic inside lamina.compile "
+                "(data-dependent Python control flow cannot be traced)")
+
     def written_value(self, key: tuple) -> Value:
         return self._current[key]
 

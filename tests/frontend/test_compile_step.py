@@ -540,3 +540,19 @@ def test_autograd_grad_and_arguments_that_require_grad():
     gx = lamina.compile(fn)(x)
     _close(gx.numpy(), 2 * x.detach().numpy() * w.numpy())
     _close(x.grad.numpy(), gx.numpy())  # backward wrote the argument's .grad
+
+
+def test_reading_a_tensor_the_step_wrote_is_an_error_not_a_stale_value():
+    counter = lamina.tensor(0.0)
+
+    def step(x):
+        counter.add_(1)
+        return x * float(counter)  # the new count exists only in the trace
+
+    with pytest.raises(RuntimeError, match=r"test_compile_step.py:\d+: item\(\) needs the value"):
+        lamina.compile(step)(lamina.ones(2))
+    f = lamina.compile(step, fallback="eager")
+    with pytest.warns(RuntimeWarning, match="eagerly"):
+        _close(f(lamina.ones(2)).numpy(), [1.0, 1.0])
+    _close(f(lamina.ones(2)).numpy(), [2.0, 2.0])
+    assert float(counter) == 2.0
