@@ -283,11 +283,11 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
             elif final is not before:
                 grads.append((target, "set", final))
     except RuntimeError as e:
+        _abort(tr)
         if "is symbolic inside lamina.compile" in str(e):
             raise DataDependentError(
                 f"lamina.compile({name}): {user_frame(e.__traceback__)}: {e}; use "
                 "lamina.where, move it out of the step, or pass fallback='eager'") from e
-        _abort(tr)
         raise
     except BaseException:
         _abort(tr)

@@ -556,3 +556,22 @@ def test_reading_a_tensor_the_step_wrote_is_an_error_not_a_stale_value():
         _close(f(lamina.ones(2)).numpy(), [1.0, 1.0])
     _close(f(lamina.ones(2)).numpy(), [2.0, 2.0])
     assert float(counter) == 2.0
+
+
+def test_a_failed_trace_leaves_optimizer_state_and_grads_as_they_were():
+    lamina.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = lamina.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x):
+        opt.zero_grad()
+        loss = model(x).sum()
+        loss.backward()
+        opt.step()
+        if loss.item() > 0:  # after the update: too late to trace
+            return loss
+        return -loss
+
+    with pytest.raises(RuntimeError, match="item"):
+        lamina.compile(step)(lamina.ones(2, 3))
+    assert not any(opt.state.values()) and model.weight.grad is None
