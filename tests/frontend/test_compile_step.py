@@ -575,3 +575,22 @@ def test_a_failed_trace_leaves_optimizer_state_and_grads_as_they_were():
     with pytest.raises(RuntimeError, match="item"):
         lamina.compile(step)(lamina.ones(2, 3))
     assert not any(opt.state.values()) and model.weight.grad is None
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_write_back_with_and_without_the_runtimes_out_buffers(monkeypatch, in_place):
+    from lamina.frontend.step_entry import Entry
+
+    monkeypatch.setattr(Entry, "write_in_place", in_place)
+    x = lamina.from_numpy(np.random.default_rng(6).standard_normal((3, 4)).astype(np.float32))
+    me, se = _linear_step(False)
+    mc, sc = _linear_step(False)
+    f = lamina.compile(sc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(3):
+            _close(float(se(x)), float(f(x)))
+    weight = mc.weight
+    _close(me.weight.numpy(), weight.numpy())
+    _close(me.bias.numpy(), mc.bias.numpy())
+    assert np.all(weight.grad.numpy() == 0)
