@@ -206,6 +206,8 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
             for a, d in enumerate(out.type.shape)]
     if lower_dot.emit_contraction(ev, ops, yielded, out, dims):
         pass
+    elif target == "cuda":
+        emit_gpu_nest(ev, yielded, out, dims)
     elif _vectorize_output(ops):
         # many registers of lanes: each step of the reduction then reads a long
         # contiguous run of every row it visits, which the hardware prefetches well
@@ -214,6 +216,22 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
     else:
         emit_output_nest([ev], yielded, out, dims)
     kb.finish()
+
+
+def emit_gpu_nest(ev: Evaluator, yielded: Value, out: Value, dims: list[Value]) -> None:
+    """The GPU shape: scalar code, one trip per output row (or element), no vector tiers.
+
+    Consecutive trips (threads) then touch consecutive addresses, and reductions
+    stay plain accumulating ``loop.for`` loops that ``gpu-map`` spreads over the
+    lanes of a warp or block. A rank-0 output gets a parallel loop of one trip,
+    so its reduction still becomes one cooperative trip.
+    """
+    kb = ev.kb
+    if dims:
+        emit_output_nest([ev], yielded, out, dims)
+        return
+    with kb.loop(kb.index(0), kb.index(1), kb.index(1), parallel=True):
+        kb.store(ev.at(yielded, ()), out, [])
 
 
 def _vectorize_output(ops: list[Op]) -> bool:

@@ -8,7 +8,9 @@ f16/bf16 are f32 (the dialect's rule for reductions and contractions).
 When the innermost reduced axis is the operand's last axis, the innermost
 loop runs on ``vector<W x T>`` accumulators (two of them, unrolled, then one,
 then a scalar tail), reduced across lanes once at the end with
-``loop.vreduce``, so a row sum streams at memory bandwidth. In vector mode
+``loop.vreduce``, so a row sum streams at memory bandwidth. For
+``target="cuda"`` the loop stays a scalar accumulating ``loop.for``: ``gpu-map``
+strides it across a warp and combines the lanes with shuffles. In vector mode
 (the output's last axis in lanes) the accumulator itself is a vector.
 """
 
@@ -76,7 +78,8 @@ def reduce_at(ev: Evaluator, op: Op, idx: tuple) -> Value:
 
     sizes = [ev.shapes.dim(x, a) for a in axes]
     lane = _has_lane(idx)
-    if not lane and axes and axes[-1] == rank - 1 and not acc_t.is_bool:
+    if not lane and axes and axes[-1] == rank - 1 and not acc_t.is_bool \
+            and ev.target != "cuda":
         try:
             return ev.cast(_last_axis_vectorized(ev, x, fn, acc_t, full, sizes), dtype)
         except NotVectorizable:
