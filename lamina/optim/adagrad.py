@@ -11,8 +11,11 @@ from lamina.optim.optimizer import (
     FusedRule,
     HyperCache,
     Optimizer,
+    TracedStep,
     check_common,
     next_step,
+    store,
+    tracing,
     updating,
 )
 
@@ -68,19 +71,44 @@ class Adagrad(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One Adagrad update of every parameter that has a gradient."""
         loss = self._closure_loss(closure)
+        tr = tracing()
+        traced = TracedStep(tr, self) if tr is not None else None
         hyper = HyperCache()
+        index = 0
         with updating():
-            for group in self.param_groups:
-                lr, lr_decay, wd = float(group["lr"]), group["lr_decay"], group["weight_decay"]
+            for gi, group in enumerate(self.param_groups):
+                wd = group["weight_decay"]
+                if traced is not None:
+                    traced.guard(f"Adagrad group {gi} options",
+                                 lambda g=group: (g["maximize"], g["weight_decay"] != 0))
                 rule = _rule(group["maximize"], wd != 0)
                 for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    if not self.state[p]:  # added by add_param_group after construction
-                        self._init_state(p, group)
-                    state = self.state[p]
-                    step = next_step(state)
-                    clr = lr / (1 + (step - 1) * lr_decay)
-                    h = hyper([wd, group["eps"], -clr], p.dtype)
-                    (state["sum"],) = rule(p, p.grad, [state["sum"]], h)
+                    index += 1
+                    if traced is not None:
+                        if not traced.has_grad(p):
+                            continue
+                        state = traced.state(p, index - 1, lambda s, p=p, g=group: (
+                            self._init_state(p, g)), False)
+                        h = traced.hyper(lambda g=group, s=state: _values(
+                            g, _count(s["step"]) + 1.0), p.dtype,
+                            f"Adagrad hyperparameters of group {gi}")
+                        state["step"].add_(1)
+                    else:
+                        if p.grad is None:
+                            continue
+                        if not self.state[p]:  # added by add_param_group after construction
+                            self._init_state(p, group)
+                        state = self.state[p]
+                        h = hyper(_values(group, next_step(state)), p.dtype)
+                    (new,) = rule(p, p.grad, [state["sum"]], h)
+                    store(state, "sum", new, traced is not None)
         return loss
+
+
+def _count(step: Any) -> float:
+    return float(step.item()) if isinstance(step, lamina.Tensor) else float(step)
+
+
+def _values(group: dict[str, Any], step: float) -> list[float]:
+    clr = float(group["lr"]) / (1 + (step - 1) * group["lr_decay"])
+    return [group["weight_decay"], group["eps"], -clr]

@@ -294,8 +294,8 @@ def next_step(state: dict[str, Any]) -> float:
     a number); return the new count."""
     if tracing() is not None:
         raise NotImplementedError("lamina.compile: this optimizer's step cannot be traced yet "
-                                  "(SGD, Adam and AdamW can); call optimizer.step() outside "
-                                  "the compiled function")
+                                  "(SGD, Adam, AdamW, RMSprop and Adagrad can); call "
+                                  "optimizer.step() outside the compiled function")
     step = state["step"]
     step = (step.item() if isinstance(step, lamina.Tensor) else float(step)) + 1.0
     state["step"] = lamina.from_numpy(np.array(step, dtype=np.float32))

@@ -11,9 +11,12 @@ from lamina.optim.optimizer import (
     FusedRule,
     HyperCache,
     Optimizer,
+    TracedStep,
     check_common,
     lerp,
     next_step,
+    store,
+    tracing,
     updating,
 )
 
@@ -74,31 +77,58 @@ class RMSprop(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One RMSprop update of every parameter that has a gradient."""
         loss = self._closure_loss(closure)
+        tr = tracing()
+        traced = TracedStep(tr, self) if tr is not None else None
         hyper = HyperCache()
+        index = 0
         with updating():
-            for group in self.param_groups:
-                alpha, momentum, centered = group["alpha"], group["momentum"], group["centered"]
-                wd = group["weight_decay"]
-                rule = _rule(group["maximize"], wd != 0, centered, momentum > 0,
-                             1 - alpha < 0.5)
-                h = None
+            for gi, group in enumerate(self.param_groups):
+                momentum, centered = group["momentum"], group["centered"]
+                if traced is not None:
+                    traced.guard(f"RMSprop group {gi} options", lambda g=group: _options(g))
+                rule = _rule(*_options(group))
                 for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state[p]
-                    if not state:
-                        state["step"] = lamina.tensor(0.0)
-                        state["square_avg"] = lamina.zeros_like(p)
-                        if momentum > 0:
-                            state["momentum_buffer"] = lamina.zeros_like(p)
-                        if centered:
-                            state["grad_avg"] = lamina.zeros_like(p)
-                    next_step(state)
-                    h = hyper([wd, alpha, 1 - alpha, group["eps"], momentum,
-                               -float(group["lr"])], p.dtype)
+                    index += 1
+                    if traced is not None:
+                        if not traced.has_grad(p):
+                            continue
+                        state = traced.state(p, index - 1, lambda s, p=p, g=group: _init(
+                            s, p, g), False)
+                        h = traced.hyper(lambda g=group: _values(g), p.dtype,
+                                         f"RMSprop hyperparameters of group {gi}")
+                        state["step"].add_(1)
+                    else:
+                        if p.grad is None:
+                            continue
+                        state = self.state[p]
+                        if not state:
+                            _init(state, p, group)
+                        next_step(state)
+                        h = hyper(_values(group), p.dtype)
                     names = ["square_avg"] + (["grad_avg"] if centered else []) + (
                         ["momentum_buffer"] if momentum > 0 else [])
                     new = rule(p, p.grad, [state[n] for n in names], h)
                     for n, t in zip(names, new):
-                        state[n] = t
+                        store(state, n, t, traced is not None)
         return loss
+
+
+def _init(state: dict[str, Any], p: lamina.Tensor, group: dict[str, Any]) -> None:
+    state["step"] = lamina.tensor(0.0)
+    state["square_avg"] = lamina.zeros_like(p)
+    if group["momentum"] > 0:
+        state["momentum_buffer"] = lamina.zeros_like(p)
+    if group["centered"]:
+        state["grad_avg"] = lamina.zeros_like(p)
+
+
+def _options(group: dict[str, Any]) -> tuple:
+    """What selects the update's code (the numbers are inputs)."""
+    return (group["maximize"], group["weight_decay"] != 0, group["centered"],
+            group["momentum"] > 0, 1 - group["alpha"] < 0.5)
+
+
+def _values(group: dict[str, Any]) -> list[float]:
+    alpha = group["alpha"]
+    return [group["weight_decay"], alpha, 1 - alpha, group["eps"], group["momentum"],
+            -float(group["lr"])]

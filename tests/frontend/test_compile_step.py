@@ -594,3 +594,37 @@ def test_write_back_with_and_without_the_runtimes_out_buffers(monkeypatch, in_pl
     _close(me.weight.numpy(), weight.numpy())
     _close(me.bias.numpy(), mc.bias.numpy())
     assert np.all(weight.grad.numpy() == 0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: lamina.optim.RMSprop(ps, lr=1e-2, momentum=0.5, centered=True, eps=1e-3),
+    lambda ps: lamina.optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=1e-3),
+    lambda ps: lamina.optim.Adam(ps, lr=1e-2, amsgrad=True, weight_decay=1e-3, eps=1e-3),
+], ids=["rmsprop", "adagrad", "adam-amsgrad"])
+def test_other_optimizers_compile_like_eager(make):
+    def run(compiled):
+        lamina.manual_seed(0)
+        model = _mlp()
+        opt = make(model.parameters())
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        f = lamina.compile(step) if compiled else step
+        losses = [float(f(lamina.from_numpy(x), lamina.from_numpy(y))) for x, y in
+                  _data((5, 8))]
+        return losses, model, opt, f
+
+    le, me, oe, _ = run(False)
+    lc, mc, oc, f = run(True)
+    _close(le, lc)
+    for pe, pc in zip(me.parameters(), mc.parameters()):
+        _close(pe.numpy(), pc.numpy())
+    for i, st in oe.state_dict()["state"].items():
+        for key, value in st.items():
+            _close(value.numpy(), oc.state_dict()["state"][i][key].numpy())
+    assert f.compiles == 1
