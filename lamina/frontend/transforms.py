@@ -12,6 +12,7 @@ import functools
 from typing import Any, Callable
 
 from lamina.frontend import dtypes as dt
+from lamina.frontend import trace
 from lamina.frontend.compile import CompiledFunction, _signature
 from lamina.frontend.tensor import Tensor
 from lamina.ir import Module
@@ -97,10 +98,31 @@ class GradFunction(CompiledFunction):
                                                keep_outputs=self._keep_outputs), target=target)
 
     def __call__(self, *args: Tensor) -> Any:
+        tr = trace.current()
+        if tr is not None:  # inside a compiled step: differentiate into its graph
+            return self._assemble(args, self._traced(tr, args))
         entry = self._entry(args)
         types = entry.lowered.stages.prim.get(self.name).result_types
         outs = [Tensor._wrap(a, dt.from_ir(t.dtype))
                 for a, t in zip(entry.lowered.program(*entry.inputs(args)), types)]
+        return self._assemble(args, outs)
+
+    def _traced(self, tr: trace.Trace, args: tuple) -> list[Tensor]:
+        """(loss, *aux, *grads) as values of the enclosing trace."""
+        from lamina.autograd import grad_mode
+        from lamina.frontend import step_backward
+
+        inputs = list(args)
+        for i in self.argnums:  # fresh differentiable copies: the caller's tensors stay as
+            if i < len(inputs):  # they are
+                inputs[i] = tr.wrap(tr.detached(tr.value_of(args[i])), True)
+        with grad_mode.enable_grad():
+            outs = list(self.fn(*inputs))
+            wrt = [inputs[i] for i in self.argnums]
+            grads = step_backward.grad(tr, outs[:1], wrt, [None], None, False, True, True)
+        return [*outs, *grads]
+
+    def _assemble(self, args: tuple, outs: list[Tensor]) -> Any:
         n = len(outs) - len(self.argnums)
         grads = outs[n] if self.single else tuple(outs[n:])
         if not self._keep_outputs:

@@ -628,3 +628,17 @@ def test_other_optimizers_compile_like_eager(make):
         for key, value in st.items():
             _close(value.numpy(), oc.state_dict()["state"][i][key].numpy())
     assert f.compiles == 1
+
+
+def test_lamina_grad_inside_a_compiled_step():
+    w = lamina.from_numpy(np.array([1.0, -2.0, 3.0], np.float32))
+    loss_grad = lamina.value_and_grad(lambda x: (x * x * w).sum())
+
+    def fn(x):
+        value, g = loss_grad(x * 2.0)
+        return value, g
+
+    x = lamina.from_numpy(np.array([0.5, 1.0, 2.0], np.float32))
+    value, g = lamina.compile(fn)(x)
+    _close(float(value), float(((2 * x.numpy()) ** 2 * w.numpy()).sum()))
+    _close(g.numpy(), 2 * (2 * x.numpy()) * w.numpy())
