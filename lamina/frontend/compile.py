@@ -86,7 +86,9 @@ class CompiledFunction:
         self.compiles = 0
         self.recompiles = 0
         self.compile_time_s = 0.0
-        self.hits = 0
+        self.hits = 0  # calls that found their compiled entry
+        self.kernel_cache_hits = 0  # compiled modules found in the kernel cache (memory/disk)
+        self.llvm_compiles = 0  # ... and the ones LLVM had to compile
         self._warned_eager: set[tuple] = set()
         if not callable(getattr(fn, "modules", None)):  # a module keeps its own attributes
             functools.update_wrapper(self, fn)
@@ -119,7 +121,7 @@ class CompiledFunction:
         return Lowered(self._lower_module(entry.module, target), target=target, arch=arch)
 
     def _compile(self, args: tuple, key: tuple) -> step_entry.Entry:
-        from lamina.runtime import compile_program
+        from lamina.runtime import cache_stats, compile_program
 
         start = time.perf_counter()
         if self.dynamic:
@@ -146,7 +148,11 @@ class CompiledFunction:
             except BaseException:
                 entry.undo()
                 raise
+        before = cache_stats()
         entry.lowered = Lowered(stages, compile_program(stages.loop, self.name))
+        after = cache_stats()
+        self.kernel_cache_hits += after["hits"] - before["hits"]
+        self.llvm_compiles += after["compiles"] - before["compiles"]
         self.compile_time_s += time.perf_counter() - start
         self.compiles += 1
         self._entries.setdefault(key, []).append(entry)
@@ -202,10 +208,13 @@ class CompiledFunction:
 
     # -- reporting -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Compiles, recompiles, compile time, cache hits, and for the last compiled entry:
-        kernels, tensor-level ops, fused ops per kernel and the program's buffer bytes."""
+        """Compiles, recompiles, compile time, entry hits, kernel-cache hits and LLVM
+        compiles while compiling, and for the last compiled entry: kernels, tensor-level
+        ops, fused ops per kernel and the program's buffer bytes (planned vs naive)."""
         out: dict[str, Any] = {"compiles": self.compiles, "recompiles": self.recompiles,
-                               "compile_time_s": self.compile_time_s, "hits": self.hits}
+                               "compile_time_s": self.compile_time_s, "hits": self.hits,
+                               "kernel_cache_hits": self.kernel_cache_hits,
+                               "llvm_compiles": self.llvm_compiles}
         entries = [e for es in self._entries.values() for e in es if e.lowered is not None]
         if not entries:
             return out

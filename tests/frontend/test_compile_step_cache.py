@@ -30,6 +30,7 @@ y = lamina.tensor([0, 1, 2, 1])
 before = cache_stats()["compiles"]
 losses = [float(f(x, y)) for _ in range(3)]
 print(json.dumps({"step_compiles": cache_stats()["compiles"] - before, "stats": cache_stats(),
+                  "f": {k: f.stats()[k] for k in ("llvm_compiles", "kernel_cache_hits")},
                   "losses": losses, "weight": model[0].weight.tolist()}))
 """
 
@@ -47,4 +48,6 @@ def test_second_process_compiles_no_kernel_of_the_step(tmp_path):
     warm = _run(tmp_path / "cache")
     assert warm["stats"]["compiles"] == 0, warm["stats"]
     assert warm["stats"]["hits"] > 0
+    assert cold["f"]["llvm_compiles"] > 0
+    assert warm["f"] == {"llvm_compiles": 0, "kernel_cache_hits": 1}
     assert warm["losses"] == cold["losses"] and warm["weight"] == cold["weight"]
