@@ -97,6 +97,27 @@ def reachable(fn: Any, args: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     return modules, optimizers
 
 
+def number_guards(fn: Any) -> list[Guard]:
+    """Guards on the Python numbers the function reads from its globals and closure: they
+    become constants of the traced program, so a new value must recompile."""
+    f = getattr(fn, "__func__", fn)
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return []
+    out = []
+    g = getattr(f, "__globals__", {})
+    for name in code.co_names:
+        v = g.get(name)
+        if isinstance(v, (bool, int, float)):
+            out.append(Guard(f"global {name}", lambda n=name: g.get(n), v))
+    for name, cell in zip(code.co_freevars, f.__closure__ or ()):
+        if _filled(cell) and isinstance(cell.cell_contents, (bool, int, float)):
+            out.append(Guard(f"closure variable {name}",
+                             lambda c=cell: c.cell_contents if _filled(c) else None,
+                             cell.cell_contents))
+    return out
+
+
 def _filled(cell: Any) -> bool:
     try:
         cell.cell_contents  # noqa: B018
@@ -228,7 +249,7 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
     tr = trace.Trace(name, tensors, input_types)
     tr.builder.loc = user_loc()
     modules, optimizers = reachable(fn, args)
-    guards: list[Guard] = []
+    guards: list[Guard] = number_guards(fn)
     for m in modules:
         for sub_name, sub in m.named_modules():
             guards.append(Guard(f"{type(sub).__name__} {sub_name or 'module'}.training",

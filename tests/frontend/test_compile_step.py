@@ -642,3 +642,27 @@ def test_lamina_grad_inside_a_compiled_step():
     value, g = lamina.compile(fn)(x)
     _close(float(value), float(((2 * x.numpy()) ** 2 * w.numpy()).sum()))
     _close(g.numpy(), 2 * (2 * x.numpy()) * w.numpy())
+
+
+SCALE = 2.0
+
+
+def test_python_numbers_read_by_the_step_are_guarded():
+    global SCALE
+    offset = 1.0
+
+    def fn(x):
+        return x * SCALE + offset
+
+    f = lamina.compile(fn)
+    x = lamina.ones(3)
+    _close(f(x).numpy(), [3.0] * 3)
+    SCALE = 3.0
+    try:
+        with pytest.warns(RuntimeWarning, match=r"recompiling \(1\): global SCALE 2.0 != 3.0"):
+            _close(f(x).numpy(), [4.0] * 3)
+        offset = 0.0
+        with pytest.warns(RuntimeWarning, match="closure variable offset 1.0 != 0.0"):
+            _close(f(x).numpy(), [3.0] * 3)
+    finally:
+        SCALE = 2.0
