@@ -1,14 +1,20 @@
-"""gpu-map: top-level parallel loops become loop.gpu_parallel with a block size; IR text."""
+"""gpu-map: top-level parallel loops become loop.gpu_parallel (block size, cooperative lanes);
+IR text, and the CPU build of target="cuda" loops vs numpy (target independence)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import lamina
 from lamina.ir import parse, verify
 from lamina.ir.core import IRError
 from lamina.ir.printer import print_module
 from lamina.passes.gpu_map import GpuMap
 from lamina.passes.manager import parse_pipeline
+from lamina.runtime import compile_program
 
 ELEMENTWISE = """
 kernel @k(%a: memref<1000xf32>, %b: memref<1000xf32>) {
@@ -225,3 +231,62 @@ def test_verifier_rejects_bad_lanes_and_combines():
         verify(parse(out.replace("lanes = 32", "lanes = 64")))
     with pytest.raises(IRError, match="combine"):
         verify(parse(out.replace('["add"]', '["sub"]')))
+
+
+# -- target independence: the CPU build of target="cuda" loops --------------------------------
+ROW_LENGTHS = [0, 1, 31, 32, 33, 1000]
+
+
+def _cpu_run_of_cuda_loops(fn, *arrays):
+    ts = [lamina.tensor(a) for a in arrays]
+    loop = lamina.compile(fn).lower(*ts, target="cuda").stages.loop
+    return [np.asarray(o) for o in compile_program(loop)(*arrays)]
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.sampled_from([0, 1, 3, 40]), cols=st.sampled_from(ROW_LENGTHS),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_cuda_loops_run_on_the_cpu_float(rows, cols, dtype):
+    x = np.random.default_rng(rows * 1000 + cols).standard_normal((rows, cols)).astype(dtype)
+    outs = _cpu_run_of_cuda_loops(lambda a: (a.sum(1), a.mean(0), a.sum(), a.softmax(1)), x)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(outs[0], x.sum(1), rtol=tol, atol=tol)
+    if rows:
+        np.testing.assert_allclose(outs[1], x.mean(0), rtol=tol, atol=tol)
+    np.testing.assert_allclose(outs[2], x.sum(), rtol=tol, atol=tol * (1 + x.size))
+    if cols:
+        np.testing.assert_allclose(outs[3], _softmax(x), rtol=tol, atol=tol)
+        assert len(_cpu_run_of_cuda_loops(lambda a: a.amax(1), x)) == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.sampled_from([1, 2, 17]), cols=st.sampled_from(ROW_LENGTHS[1:]),
+       dtype=st.sampled_from(["int32", "int64", "float16"]))
+def test_cuda_loops_run_on_the_cpu_other_dtypes(rows, cols, dtype):
+    rng = np.random.default_rng(cols)
+    x = (rng.standard_normal((rows, cols)) * 20).astype(dtype)
+    s, mx, mn, am = _cpu_run_of_cuda_loops(
+        lambda a: (a.sum(1), a.amax(1), a.amin(1), a.argmax(1)), x)
+    if dtype == "float16":
+        np.testing.assert_allclose(s, x.astype(np.float32).sum(1), rtol=2e-2, atol=0.5)
+    else:
+        np.testing.assert_array_equal(s, x.sum(1).astype(s.dtype))
+    np.testing.assert_array_equal(mx, x.max(1))
+    np.testing.assert_array_equal(mn, x.min(1))
+    np.testing.assert_array_equal(am, x.argmax(1))
+
+
+@pytest.mark.parametrize("cols", [1, 33, 1000])
+def test_cuda_loops_layer_norm_var_log_softmax_on_the_cpu(cols):
+    x = np.random.default_rng(cols).standard_normal((5, cols))
+    ln, var, ls = _cpu_run_of_cuda_loops(
+        lambda a: (lamina.layer_norm(a, (cols,)), a.var(1, correction=0), a.log_softmax(1)), x)
+    mu, v = x.mean(1, keepdims=True), x.var(1, keepdims=True)
+    np.testing.assert_allclose(ln, (x - mu) / np.sqrt(v + 1e-5), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(var, x.var(1), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ls, np.log(_softmax(x)), rtol=1e-9, atol=1e-9)
