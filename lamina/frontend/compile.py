@@ -94,7 +94,34 @@ class CompiledFunction:
             functools.update_wrapper(self, fn)
 
     # -- tracing -------------------------------------------------------------------------------
-    def _trace(self, args: tuple) -> step_entry.Entry:
+    def _trace(self, args: tuple) -> tuple[Module, list[Tensor], Any]:
+        """``(module, captured tensors, output tree)`` of a pure forward function: what
+        ``lamina.export`` and ``lamina compile`` (AOT) package. The tree is ``None`` for one
+        tensor, else ``tuple`` or ``list``."""
+        entry = self._trace_entry(args)
+        entry.undo()
+        n = sum(isinstance(a, Tensor) for a in args)
+        captured = []
+        for src in entry.sources[n:]:
+            if not isinstance(src, trace.TensorSource):
+                raise ValueError(f"lamina.compile({self.name}): the function reads "
+                                 f"{src.describe()} afresh at every call; it cannot be "
+                                 "packaged ahead of time")
+            captured.append(src.tensor)
+        if entry.writes or entry.grads:
+            raise ValueError(f"lamina.compile({self.name}): the function writes tensors or "
+                             "gradients in place; it cannot be packaged ahead of time")
+        kind, body = entry.out_tree
+        if kind == "t":
+            tree = None
+        elif kind in (tuple, list) and all(k == "t" for k, _ in body):
+            tree = kind
+        else:
+            raise TypeError(f"lamina.compile({self.name}): the function must return a tensor "
+                            "or a tuple/list of tensors to be packaged")
+        return entry.module, captured, tree
+
+    def _trace_entry(self, args: tuple) -> step_entry.Entry:
         types = None
         if self.dynamic:
             types = [TensorType((None, *a.shape[1:]) if a.ndim else (), a.dtype.ir)
@@ -116,7 +143,7 @@ class CompiledFunction:
         if target not in ("cpu", "cuda"):
             raise ValueError(f"lamina.compile: unknown target {target!r}; expected 'cpu' or "
                              "'cuda'")
-        entry = self._trace(args)
+        entry = self._trace_entry(args)
         entry.undo()
         return Lowered(self._lower_module(entry.module, target), target=target, arch=arch)
 
@@ -127,7 +154,7 @@ class CompiledFunction:
         if self.dynamic:
             entry = None
             try:
-                entry = self._trace(args)
+                entry = self._trace_entry(args)
                 stages = self._lower_module(entry.module)
             except step_entry.DataDependentError:
                 raise
@@ -142,7 +169,7 @@ class CompiledFunction:
                               RuntimeWarning, stacklevel=4)
                 key = guards.signature(args)
         if not self.dynamic:
-            entry = self._trace(args)
+            entry = self._trace_entry(args)
             try:
                 stages = self._lower_module(entry.module)
             except BaseException:
@@ -243,6 +270,14 @@ def _program_stats(lowered: Lowered) -> dict[str, Any]:
             if k in ps:
                 out[k] = ps[k]
     return out
+
+
+def _contiguous_array(t: Tensor) -> Any:
+    """The tensor's values as a C-contiguous array (its own when it already is one)."""
+    from lamina.frontend.ops import contiguous
+
+    a = t._a
+    return a if a.flags.c_contiguous else contiguous(t)._a
 
 
 def is_compiling() -> bool:

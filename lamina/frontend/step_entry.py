@@ -250,6 +250,8 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
     tr.builder.loc = user_loc()
     modules, optimizers = reachable(fn, args)
     guards: list[Guard] = number_guards(fn)
+    guards.append(Guard("grad mode enabled", grad_mode.is_grad_enabled,
+                        grad_mode.is_grad_enabled()))
     for m in modules:
         for sub_name, sub in m.named_modules():
             guards.append(Guard(f"{type(sub).__name__} {sub_name or 'module'}.training",
@@ -282,8 +284,7 @@ def trace_step(fn: Callable[..., Any], name: str, args: Sequence[Any],
             arg_leaf[id(s)] = a
         symbolic.append(s)
     try:
-        with trace.tracing(tr), grad_mode.enable_grad() if grad_mode.is_grad_enabled() else \
-                grad_mode.no_grad():
+        with trace.tracing(tr):
             out = fn(*symbolic)
         leaves: list[Tensor] = []
         tree = flatten(out, leaves)

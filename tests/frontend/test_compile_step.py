@@ -666,3 +666,14 @@ def test_python_numbers_read_by_the_step_are_guarded():
             _close(f(x).numpy(), [3.0] * 3)
     finally:
         SCALE = 2.0
+
+
+def test_grad_mode_is_a_guard():
+    model = nn.Linear(3, 1)
+    f = lamina.compile(lambda x: model(x))
+    x = lamina.ones(2, 3)
+    assert f(x).requires_grad is False  # outputs of a compiled call are plain tensors
+    with lamina.no_grad():
+        with pytest.warns(RuntimeWarning, match="grad mode enabled True != False"):
+            f(x)
+    assert f.recompiles == 1
