@@ -30,7 +30,7 @@ step() {  # step NAME SECONDS COMMAND...: run, record ok/FAIL with the time take
     fi
 }
 
-pytest_q() { python3 -m pytest -q -rs -p no:cacheprovider "$@"; }
+PYTEST=(python3 -m pytest -q -rs -p no:cacheprovider)
 
 echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -41,21 +41,21 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 
 step "lamina.cuda" 30 python3 -c "import lamina; assert lamina.cuda.is_available(); \
 print(lamina.cuda.get_device_name(), lamina.cuda.get_device_capability())"
-step "driver + program runner tests" 60 pytest_q tests/runtime/test_cuda_driver.py \
+step "driver + program runner tests" 60 "${PYTEST[@]}" tests/runtime/test_cuda_driver.py \
     tests/backends/test_cuda_frontend.py
-step "ops on cuda vs cpu (tensors, autograd, modules)" 150 pytest_q -x \
+step "ops on cuda vs cpu (tensors, autograd, modules)" 150 "${PYTEST[@]}" -x \
     tests/frontend/test_cuda_tensors.py
 for f in tests/gpu/test_gpu_kernels.py tests/gpu/test_gpu_matmul.py; do
     [ -f "$f" ] || continue
-    step "$f" 90 pytest_q "$f"
+    step "$f" 90 "${PYTEST[@]}" "$f"
 done
 [ -f tests/gpu/test_gpu_kernels.py ] && \
     step "tests/gpu/test_gpu_kernels.py with LAMINA_GPU_COOP=0" 90 \
-    env LAMINA_GPU_COOP=0 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_gpu_kernels.py
+    env LAMINA_GPU_COOP=0 "${PYTEST[@]}" tests/gpu/test_gpu_kernels.py \
+    -k "not cooperative_mapping_is_used"
 [ -f tests/gpu/test_gpu_matmul.py ] && \
     step "tests/gpu/test_gpu_matmul.py with LAMINA_GPU_TILED_MATMUL=0" 90 \
-    env LAMINA_GPU_TILED_MATMUL=0 python3 -m pytest -q -p no:cacheprovider \
-    tests/gpu/test_gpu_matmul.py
+    env LAMINA_GPU_TILED_MATMUL=0 "${PYTEST[@]}" tests/gpu/test_gpu_matmul.py
 step "digits CNN training on cuda" 120 python3 examples/train_digits.py --device cuda
 step "benchmarks (elementwise, softmax, layer_norm, matmul, training step)" 150 \
     python3 tests/gpu/bench.py
