@@ -36,6 +36,7 @@ import os
 from typing import Callable
 
 from lamina.ir.core import IRError, Op, Value
+from lamina.ir.dialects import loop as L
 from lamina.ir.dialects import prim as P
 from lamina.ir.types import ScalarType, VectorType, index
 from lamina.passes.loop_builder import NotVectorizable
@@ -388,4 +389,19 @@ def _gpu_tiles(ev: Evaluator, dot: Op, yielded: Value, out: Value, dims: list[Va
                     kb.store(ev.at(yielded, idx), out, list(idx))
                 finally:
                     ev.overrides.pop(id(dot.result), None)
-    lp.op.attrs["gpu_matmul"] = tag
+    if _gpu_shaped(lp.op):
+        lp.op.attrs["gpu_matmul"] = tag
+
+
+def _gpu_shaped(par: Op) -> bool:
+    """Whether the tile loop kept the nest the GPU emitter expects (parallel > rows > cols >
+    one K loop and a store): loops of static size 0 vanish, and an epilogue with loops of
+    its own (guarded loads) is left to the generic mapping."""
+    block = par.regions[0]
+    for _ in range(2):
+        loops = [op for op in block.ops if op.regions]
+        if len(loops) != 1 or not isinstance(loops[0], L.For):
+            return False
+        block = loops[0].regions[0]
+    loops = [op for op in block.ops if op.regions]
+    return len(loops) == 1 and isinstance(loops[0], L.For) and len(loops[0].results) == 1
