@@ -208,3 +208,27 @@ def test_cpu_build_matches_numpy(m, n, k, batch, lhs, rhs, strided, epilogue, se
         want = np.maximum(want + args[2], 0)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(k, 1))
+
+
+@needs_ptxas
+def test_kill_switch_at_map_time_and_single_static_tiles_take_the_generic_path(monkeypatch):
+    """A tagged loop mapped with the switch off, and a one-tile static product (whose
+    one-trip loop prepare-loops collapses), are emitted by the generic NVPTX path and
+    still compute the product on the CPU build."""
+    loop = lower_cuda(mm_group(epilogue=True))
+    monkeypatch.setenv(GPU_SWITCH, "0")
+    ptx = nvptx.module_ptx(loop, "sm_90")
+    assert "bar.sync" not in ptx or "shfl" in ptx
+    ptxas_info(ptx, "sm_90")
+    monkeypatch.delenv(GPU_SWITCH)
+    static = lower_cuda(group([TensorType((64, 48), f32), TensorType((48, 32), f32)],
+                              lambda b, x, w: b("prim.dot_general", x, w, lhs_batch=(),
+                                                rhs_batch=(), lhs_contract=(1,),
+                                                rhs_contract=(0,))))
+    assert tag_of(static) is None
+    ptxas_info(nvptx.module_ptx(static, "sm_90"), "sm_90")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 48)).astype(np.float32)
+    w = rng.standard_normal((48, 32)).astype(np.float32)
+    (got,) = compile_program(static, "f")(x, w)
+    np.testing.assert_allclose(got, x.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
