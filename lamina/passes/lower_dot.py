@@ -21,7 +21,8 @@ epilogue that moves elements) falls back to the scalar loop nest of
 
 For ``target="cuda"`` a float32 product whose operands are kernel arguments
 (possibly permuted: transposes are strides) gets a GPU-shaped kernel instead
-(``_gpu_tiles``): a ``loop.parallel`` over output tiles of ``GPU_TILE`` whose
+(``_gpu_tiles``): a ``loop.parallel`` over output tiles of ``GPU_TILE`` (or
+``GPU_SMALL_TILE`` for static products too small to fill the GPU) whose
 body computes its tile element by element, tagged ``gpu_matmul`` with which
 arguments are A, B and C and how their axes map to (batch, M, K, N). Run by the
 CPU backend it is a plain (slow) loop nest; the NVPTX backend hands the tagged
@@ -47,6 +48,8 @@ MR = 8  # rows of A per tile (B-row form)
 NV = 2  # vectors of B per tile row (B-row form)
 NT_ROWS, NT_COLS = 4, 4  # tile of the K-vector form
 GPU_TILE = (128, 128, 8)  # (M, N, K) of one GPU output tile and of its shared-memory step
+# static products with fewer big tiles than this (an SM or so each) use GPU_SMALL_TILE
+GPU_SMALL_TILE, GPU_SMALL_BELOW = (64, 64, 8), 128
 GPU_THREADS = 256  # threads that cooperate on one GPU tile (block = lanes)
 GPU_SWITCH = "LAMINA_GPU_TILED_MATMUL"
 
@@ -71,9 +74,10 @@ def emit_contraction(ev: Evaluator, ops: list[Op], yielded: Value, out: Value,
     if dot is None:
         return False
     if getattr(ev, "target", "cpu") == "cuda" and gpu_tiled_enabled():
-        tag = _gpu_tag(ev, dot, out)
+        tile = _gpu_tile(ev, dims)
+        tag = _gpu_tag(ev, dot, out, tile)
         if tag is not None:
-            _gpu_tiles(ev, dot, yielded, out, dims, tag)
+            _gpu_tiles(ev, dot, yielded, out, dims, tag, tile)
             return True
     for form in (_b_rows, _k_vectors):
         try:
@@ -309,7 +313,19 @@ def _arg_axes(ev: Evaluator, v: Value) -> tuple[int, list[int]] | None:
     return next(i for i, a in enumerate(args) if a is buf), perm
 
 
-def _gpu_tag(ev: Evaluator, dot: Op, out: Value) -> str | None:
+def _gpu_tile(ev: Evaluator, dims: list[Value]) -> tuple[int, int, int]:
+    """GPU_TILE, or GPU_SMALL_TILE when the output's static sizes give few big tiles."""
+    sizes = [ev.kb.const_of(d) for d in dims]
+    if any(s is None for s in sizes):
+        return GPU_TILE
+    tm, tn, _ = GPU_TILE
+    tiles = -(-sizes[-2] // tm) * -(-sizes[-1] // tn)
+    for s in sizes[:-2]:
+        tiles *= s
+    return GPU_SMALL_TILE if tiles < GPU_SMALL_BELOW else GPU_TILE
+
+
+def _gpu_tag(ev: Evaluator, dot: Op, out: Value, tile: tuple[int, int, int]) -> str | None:
     """The ``gpu_matmul`` tag of a contraction the GPU tile kernel handles, else None."""
     lhs, rhs = dot.operands
     if dot.result.type.dtype.name != "f32" or lhs.type.dtype.name != "f32":
@@ -333,14 +349,14 @@ def _gpu_tag(ev: Evaluator, dot: Op, out: Value) -> str | None:
     a_axes = [la[1][i] for i in (*lb, lm, lc)]
     b_axes = [ra[1][i] for i in (*rb, rc, rn)]
     c = len(ev.kb.graph.args) - 1
-    tm, tn, tk = GPU_TILE
+    tm, tn, tk = tile
     return (f"a={la[0]} b={ra[0]} c={c} batch={len(lb)} "
             f"a_axes={','.join(map(str, a_axes))} b_axes={','.join(map(str, b_axes))} "
             f"tile={tm}x{tn}x{tk}")
 
 
 def _gpu_tiles(ev: Evaluator, dot: Op, yielded: Value, out: Value, dims: list[Value],
-               tag: str) -> None:
+               tag: str, tile: tuple[int, int, int]) -> None:
     """Parallel over (batch, M tiles, N tiles); each trip computes its tile element by element.
 
     The order of the trip decomposition (N tiles fastest, then M tiles, then the
@@ -348,7 +364,7 @@ def _gpu_tiles(ev: Evaluator, dot: Op, yielded: Value, out: Value, dims: list[Va
     """
     t = _Tiling(ev, dot, yielded, out, dims)
     kb = t.kb
-    tm, tn, _ = GPU_TILE
+    tm, tn, _ = tile
 
     def tiles(size: Value, tile: int) -> Value:
         return kb.emit("loop.div", kb.emit("loop.add", size, kb.index(tile - 1)), kb.index(tile))

@@ -14,7 +14,13 @@ from lamina.runtime.cuda import driver as D
 from lamina.runtime.cuda.array import CudaArray
 from lamina.runtime.cuda.program import CudaProgram
 from tests.passes.lower_util import layout_of
-from tests.passes.test_lower_dot_cuda import lower_cuda, mm_group, operand
+from tests.passes.test_lower_dot_cuda import (
+    STATIC_CASES,
+    lower_cuda,
+    mm_group,
+    operand,
+    static_case,
+)
 
 pytestmark = pytest.mark.skipif(not D.available(), reason="no CUDA GPU (libcuda) available")
 
@@ -48,6 +54,16 @@ def run_case(dev, m, n, k, batch=(), lhs="mk", rhs="kn", strided=False, epilogue
     args = [x, w] + ([rng.standard_normal(n).astype(np.float32)] if epilogue else [])
     loop = lower_cuda(mm_group(len(batch), lhs, rhs, epilogue),
                       tuple(layout_of(a) for a in args))
+    xm = np.swapaxes(x, -1, -2) if lhs == "km" else x
+    wm = np.swapaxes(w, -1, -2) if rhs == "nk" else w
+    want = xm.astype(np.float64) @ wm.astype(np.float64)
+    if epilogue:
+        want = np.maximum(want + args[2], 0)
+    run_loop(dev, loop, args, want, f"{m}x{n}x{k} {batch} {lhs}/{rhs}")
+
+
+def run_loop(dev, loop, args, want, what: str) -> None:
+    """Run ``loop`` on the GPU on copies of ``args`` (same strides); compare with ``want``."""
     if gpu_tiled_enabled():
         assert "gpu_matmul" in str(nvptx.gpu_module(loop))
     prog = CudaProgram(loop, dev)
@@ -59,15 +75,10 @@ def run_case(dev, m, n, k, batch=(), lhs="mk", rhs="kn", strided=False, epilogue
     (out,) = prog(*dargs)
     dev.synchronize()
     got = out.numpy()
-    xm = np.swapaxes(x, -1, -2) if lhs == "km" else x
-    wm = np.swapaxes(w, -1, -2) if rhs == "nk" else w
-    want = xm.astype(np.float64) @ wm.astype(np.float64)
-    if epilogue:
-        want = np.maximum(want + args[2], 0)
     assert got.shape == want.shape and not np.isnan(got).any()
     scale = max(1.0, float(np.abs(want).max(initial=0)))
     err = float(np.abs(got - want).max(initial=0)) / scale
-    assert err < 1e-5, f"max relative error {err:.3g} for {m}x{n}x{k} {batch} {lhs}/{rhs}"
+    assert err < 1e-5, f"max relative error {err:.3g} for {what}"
 
 
 @pytest.mark.parametrize("m,n,k", [
@@ -98,3 +109,9 @@ def test_batched(dev, batch, lhs, rhs):
 def test_bias_relu_epilogue(dev, m, n, k):
     run_case(dev, m, n, k, epilogue=True)
     run_case(dev, m, n, k, rhs="nk", epilogue=True, seed=1)
+
+
+@pytest.mark.parametrize("case", STATIC_CASES)
+def test_static_products_with_small_and_big_tiles(dev, case):
+    loop, args, want = static_case(*case)
+    run_loop(dev, loop, args, want, str(case))

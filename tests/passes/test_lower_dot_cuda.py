@@ -33,12 +33,15 @@ def lower_cuda(module, layouts=None, target: str = "cuda"):
 
 
 def mm_group(batch: int = 0, lhs: str = "mk", rhs: str = "kn", epilogue: bool = False,
-             dtype=f32):
-    """``[relu](x @ w [+ bias])`` over ``batch`` leading axes, all sizes ``?``; ``lhs``
-    "km" gives x as (K, M) permuted inside the group, ``rhs`` "nk" contracts w's last axis."""
+             dtype=f32, shapes: list[tuple[int, ...]] | None = None):
+    """``[relu](x @ w [+ bias])`` over ``batch`` leading axes, all sizes ``?`` unless
+    ``shapes`` gives the arguments' static shapes; ``lhs`` "km" gives x as (K, M) permuted
+    inside the group, ``rhs`` "nk" contracts w's last axis."""
     nb = batch
     dyn = TensorType((None,) * (nb + 2), dtype)
     types = [dyn, dyn] + ([TensorType((None,), dtype)] if epilogue else [])
+    if shapes is not None:
+        types = [TensorType(tuple(sh), dtype) for sh in shapes]
 
     def build(b, x, w, *bias):
         if lhs == "km":
@@ -232,3 +235,44 @@ def test_kill_switch_at_map_time_and_single_static_tiles_take_the_generic_path(m
     w = rng.standard_normal((48, 32)).astype(np.float32)
     (got,) = compile_program(static, "f")(x, w)
     np.testing.assert_allclose(got, x.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+
+
+STATIC_CASES = [  # (batch, m, n, k, lhs, rhs, epilogue): 64x64 tiles (few big tiles) or 128
+    ((), 65, 130, 17, "mk", "kn", True), ((2,), 100, 70, 33, "km", "nk", False),
+    ((), 300, 200, 9, "mk", "nk", True), ((), 1030, 1100, 20, "mk", "kn", False),
+]
+
+
+def static_case(batch, m, n, k, lhs, rhs, epilogue, seed=0):
+    """(loop module, program arguments, float64 reference) of a static-shape product."""
+    rng = np.random.default_rng(seed)
+    x = operand(rng, (*batch, k, m) if lhs == "km" else (*batch, m, k), False, False)
+    w = operand(rng, (*batch, n, k) if rhs == "nk" else (*batch, k, n), rhs == "nk", False)
+    args = [x, w] + ([rng.standard_normal(n).astype(np.float32)] if epilogue else [])
+    loop = lower_cuda(mm_group(len(batch), lhs, rhs, epilogue, shapes=[a.shape for a in args]),
+                      tuple(layout_of(a) for a in args))
+    xm = np.swapaxes(x, -1, -2) if lhs == "km" else x
+    wm = np.swapaxes(w, -1, -2) if rhs == "nk" else w
+    want = xm.astype(np.float64) @ wm.astype(np.float64)
+    if epilogue:
+        want = np.maximum(want + args[2], 0)
+    return loop, args, want
+
+
+@pytest.mark.parametrize("case", STATIC_CASES)
+def test_static_products_pick_the_tile_and_match_numpy(case):
+    loop, args, want = static_case(*case)
+    big = -(-case[1] // 128) * -(-case[2] // 128) * int(np.prod(case[0])) >= 128
+    assert f"tile={128 if big else 64}x{128 if big else 64}x8" in tag_of(loop)
+    (got,) = compile_program(loop, "f")(*args)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * case[3])
+
+
+@needs_ptxas
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("case", STATIC_CASES[:3])
+def test_small_tiles_assemble_without_spills(arch, case):
+    ptx = nvptx.module_ptx(static_case(*case)[0], arch)
+    info = ptxas_info(ptx, arch)
+    assert "0 bytes spill stores, 0 bytes spill loads" in info, info
+    assert "8704 bytes smem" in info, info

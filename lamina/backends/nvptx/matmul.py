@@ -41,8 +41,9 @@ from lamina.ir.core import Block, Graph, IRError, Op, Return, Value
 from lamina.ir.dialects import loop as L
 
 THREADS = 256
-TM, TN, TK = 128, 128, 8
-ROW = 132  # floats per shared-memory row: 128 + 4 of padding (bank-conflict free, 16-aligned)
+TILES = (128, 64)  # square output tiles the emitter knows (lower_dot picks one)
+TK = 8
+PAD = 4  # floats of padding per shared-memory row (bank-conflict free, 16-byte aligned)
 _I64, _I32, _F32, _I1 = LType("i64"), LType("i32"), LType("float"), LType("i1")
 _V4 = "<4 x float>"
 
@@ -70,9 +71,10 @@ def parse_tag(text: str) -> Tag:
                   tuple(int(x) for x in f["tile"].split("x")))  # type: ignore[arg-type]
     except (KeyError, ValueError) as e:
         raise IRError(f"gpu_matmul: malformed tag {text!r} ({e})") from None
-    if tag.tile != (TM, TN, TK) or len(tag.a_axes) != tag.batch + 2 \
-            or len(tag.b_axes) != tag.batch + 2:
-        raise IRError(f"gpu_matmul: unsupported tag {text!r} (tile must be {TM}x{TN}x{TK})")
+    if tag.tile[0] not in TILES or tag.tile != (tag.tile[0], tag.tile[0], TK) \
+            or len(tag.a_axes) != tag.batch + 2 or len(tag.b_axes) != tag.batch + 2:
+        raise IRError(f"gpu_matmul: unsupported tag {text!r} (tile must be 128x128x{TK} or "
+                      f"64x64x{TK})")
     return tag
 
 
@@ -165,7 +167,12 @@ class _Tiled:
         self.body, self.b, self.graph, self.tag, self.p, self.mt = body, body.b, graph, tag, p, mt
         self.smem_a = f"@{graph.name}__smem_a"
         self.smem_b = f"@{graph.name}__smem_b"
-        self.smem_t = f"[2 x [{TK} x [{ROW} x float]]]"
+        self.tile = tag.tile[0]
+        self.halves = self.tile // 64  # a thread's rows: ty*4 + {0..3} in each 64-row half
+        self.r = 4 * self.halves  # a thread owns r x r outputs
+        self.chunk = self.tile * TK // THREADS  # elements a thread stages per operand and step
+        self.vec = f"<{self.chunk} x float>"
+        self.smem_t = f"[2 x [{TK} x [{self.tile + PAD} x float]]]"
 
     def declare(self) -> None:
         for g in (self.smem_a, self.smem_b):
@@ -225,28 +232,28 @@ class _Tiled:
             if contiguous != "1":
                 o.vec_ok = "false"
                 continue
-            ok = self.aligned(self.b.conv("ptrtoint", o.data, LType("ptr"), _I64), 15)
+            c = self.chunk
+            ok = self.aligned(self.b.conv("ptrtoint", o.data, LType("ptr"), _I64), 4 * c - 1)
             for s in others:
-                ok = self.both(ok, self.aligned(s, 3))
+                ok = self.both(ok, self.aligned(s, c - 1))
             o.vec_ok = ok
         return opa, opb
 
     def load4(self, o: _Operand, base: str, k0: str, tid: str) -> tuple[list[str], str, str]:
-        """A thread's 4 elements of the operand's K-step slice at ``k0``: (values, k, fixed)
-        offsets inside the slice of the first element (the others follow along o.along_k)."""
-        b = self.b
-        if o.along_k:
-            fixed_off = self.i("lshr", tid, "1")
-            k_off = self.mul(self.i("and", tid, "1"), "4")
-        else:
-            k_off = self.i("lshr", tid, "5")
-            fixed_off = self.mul(self.i("and", tid, "31"), "4")
+        """A thread's ``chunk`` elements of the operand's K-step slice at ``k0``: (values, k,
+        fixed) offsets inside the slice of the first element (the others follow along
+        o.along_k)."""
+        b, c = self.b, self.chunk
+        per = TK // c if o.along_k else self.tile // c  # threads per row of the slice
+        major = self.i("lshr", tid, str(per.bit_length() - 1))
+        minor = self.mul(self.i("and", tid, str(per - 1)), str(c))
+        fixed_off, k_off = (major, minor) if o.along_k else (minor, major)
         f = self.add(o.f0, fixed_off)
         k = self.add(k0, k_off)
         if o.along_k:
-            f_last, k_last = f, self.add(k, "3")
+            f_last, k_last = f, self.add(k, str(c - 1))
         else:
-            f_last, k_last = self.add(f, "3"), k
+            f_last, k_last = self.add(f, str(c - 1)), k
         inb = self.both(self.lt(f_last, o.fixed_size), self.lt(k_last, o.k_size))
         fast = inb if o.vec_ok == "false" else self.both(inb, o.vec_ok)
         if o.vec_ok == "false":
@@ -256,14 +263,14 @@ class _Tiled:
         b.start(vec)
         off = self.add(self.mul(f, o.fixed_stride), self.mul(k, o.k_stride))
         p = b.emit(f"getelementptr inbounds float, ptr addrspace(1) {base}, i64 {off}")
-        v = b.emit(f"load {_V4}, ptr addrspace(1) {p}, align 16")
-        fast_vals = [b.emit(f"extractelement {_V4} {v}, i64 {j}") for j in range(4)]
+        v = b.emit(f"load {self.vec}, ptr addrspace(1) {p}, align {4 * c}")
+        fast_vals = [b.emit(f"extractelement {self.vec} {v}, i64 {j}") for j in range(c)]
         vec_end = b.current
         b.br(join)
         b.start(scl)
         f_max, k_max = self.add(o.fixed_size, "-1"), self.add(o.k_size, "-1")
         slow_vals = []
-        for j in range(4):
+        for j in range(c):
             fj, kj = (f, self.add(k, str(j))) if o.along_k else (self.add(f, str(j)), k)
             ok = self.both(self.lt(fj, o.fixed_size), self.lt(kj, o.k_size))
             fc, kc = self.min(fj, f_max), self.min(kj, k_max)
@@ -289,23 +296,24 @@ class _Tiled:
             return
         v = "poison"
         for j, x in enumerate(vals):
-            v = b.emit(f"insertelement {_V4} {v}, float {x}, i64 {j}")
+            v = b.emit(f"insertelement {self.vec} {v}, float {x}, i64 {j}")
         p = self.smem(which, buf, k_off, f_off)
-        b.do(f"store {_V4} {v}, ptr addrspace(3) {p}, align 16")
+        b.do(f"store {self.vec} {v}, ptr addrspace(3) {p}, align {4 * self.chunk}")
 
     # -- the kernel ------------------------------------------------------------------------
     def kernel(self) -> None:
         b, body, p = self.b, self.body, self.p
         opa, opb = self.operands()
         acc_slots = b.fresh("accs")
-        b.lines.insert(0, f"  %{acc_slots} = alloca [64 x float], align 4")
+        b.lines.insert(0, f"  %{acc_slots} = alloca [{self.r * self.r} x float], align 4")
         self.accs = f"%{acc_slots}"
         tid = body.sreg("tid.x")
         tx, ty = self.i("and", tid, "15"), self.i("lshr", tid, "4")
         trips = body.trip_count(p.par)
         lb, step = body.val(p.par.operands[0]), body.val(p.par.operands[2])
-        tiles_m = self.i("sdiv", self.add(self.m, str(TM - 1)), str(TM))
-        tiles_n = self.i("sdiv", self.add(self.n, str(TN - 1)), str(TN))
+        tm = tn = self.tile
+        tiles_m = self.i("sdiv", self.add(self.m, str(tm - 1)), str(tm))
+        tiles_n = self.i("sdiv", self.add(self.n, str(tn - 1)), str(tn))
         ntk = self.i("sdiv", self.add(self.k, str(TK - 1)), str(TK))
         base_a = b.emit(f"addrspacecast ptr {opa.data} to ptr addrspace(1)")
         base_b = b.emit(f"addrspacecast ptr {opb.data} to ptr addrspace(1)")
@@ -323,8 +331,8 @@ class _Tiled:
         b.start(tile)
         # the tile's batch index and first row/column, decoded as lower_dot encodes them
         rest = self.i("sdiv", t, tiles_n)
-        n0 = self.mul(self.i("srem", t, tiles_n), str(TN))
-        m0 = self.mul(self.i("srem", rest, tiles_m), str(TM))
+        n0 = self.mul(self.i("srem", t, tiles_n), str(tn))
+        m0 = self.mul(self.i("srem", rest, tiles_m), str(tm))
         rest = self.i("sdiv", rest, tiles_m)
         nb = self.tag.batch
         batch = [""] * nb
@@ -339,7 +347,7 @@ class _Tiled:
             o.f0 = first_f
             o.base = b.emit(f"getelementptr inbounds float, ptr addrspace(1) "
                             f"{base_a if o is opa else base_b}, i64 {off}")
-        for j in range(64):
+        for j in range(self.r * self.r):
             b.do(f"store float 0.0, ptr {self._acc(j)}, align 4")
         self.k_loop(opa, opb, ntk, tid, tx, ty)
         self.epilogue(t, lb, step, m0, n0, tx, ty)
@@ -350,7 +358,9 @@ class _Tiled:
         b.start(done)
 
     def _acc(self, j: int) -> str:
-        return self.b.emit(f"getelementptr inbounds [64 x float], ptr {self.accs}, i64 0, i64 {j}")
+        n = self.r * self.r
+        return self.b.emit(f"getelementptr inbounds [{n} x float], ptr {self.accs}, i64 0, "
+                           f"i64 {j}")
 
     def k_loop(self, opa: _Operand, opb: _Operand, ntk: str, tid: str, tx: str, ty: str) -> None:
         b = self.b
@@ -387,26 +397,25 @@ class _Tiled:
         b.start(skip)
 
     def multiply(self, buf: str, tx: str, ty: str) -> None:
-        """8 K steps of the thread's 8x8 outer products from shared buffer ``buf``."""
-        b = self.b
-        accs = []
-        for j in range(64):
-            accs.append((self._acc(j), None))
-        cur = [b.emit(f"load float, ptr {p}, align 4") for p, _ in accs]
+        """8 K steps of the thread's r x r outer products from shared buffer ``buf``."""
+        b, r = self.b, self.r
+        accs = [self._acc(j) for j in range(r * r)]
+        cur = [b.emit(f"load float, ptr {p}, align 4") for p in accs]
         r0, c0 = self.mul(ty, "4"), self.mul(tx, "4")
-        r1, c1 = self.add(r0, "64"), self.add(c0, "64")
+        rows = [self.add(r0, str(64 * h)) for h in range(self.halves)]
+        cols = [self.add(c0, str(64 * h)) for h in range(self.halves)]
         for kk in range(TK):
             a, bb = [], []
-            for which, offs, out in ((self.smem_a, (r0, r1), a), (self.smem_b, (c0, c1), bb)):
+            for which, offs, out in ((self.smem_a, rows, a), (self.smem_b, cols, bb)):
                 for off in offs:
                     v = b.emit(f"load {_V4}, ptr addrspace(3) "
                                f"{self.smem(which, buf, str(kk), off)}, align 16")
                     out += [b.emit(f"extractelement {_V4} {v}, i64 {j}") for j in range(4)]
-            for i in range(8):
-                for j in range(8):
-                    cur[i * 8 + j] = b.intrinsic("fma", _F32, [(_F32, a[i]), (_F32, bb[j]),
-                                                              (_F32, cur[i * 8 + j])])
-        for (p, _), v in zip(accs, cur):
+            for i in range(r):
+                for j in range(r):
+                    cur[i * r + j] = b.intrinsic("fma", _F32, [(_F32, a[i]), (_F32, bb[j]),
+                                                              (_F32, cur[i * r + j])])
+        for p, v in zip(accs, cur):
             b.do(f"store float {v}, ptr {p}, align 4")
 
     def epilogue(self, t: str, lb: str, step: str, m0: str, n0: str, tx: str, ty: str) -> None:
@@ -414,13 +423,14 @@ class _Tiled:
         b, body, p = self.b, self.body, self.p
         env = body.env
         env[id(p.par.regions[0].args[0])] = self.add(lb, self.mul(t, step))
-        for i in range(8):
+        r = self.r
+        for i in range(r):
             row = self.add(m0, self.add(self.mul(ty, "4"), str(i % 4 + 64 * (i // 4))))
-            for j in range(8):
+            for j in range(r):
                 col = self.add(n0, self.add(self.mul(tx, "4"), str(j % 4 + 64 * (j // 4))))
                 ok = self.both(self.lt(row, self.m), self.lt(col, self.n))
                 do, skip = b.new_block("out"), b.new_block("next")
-                acc = b.emit(f"load float, ptr {self._acc(i * 8 + j)}, align 4")
+                acc = b.emit(f"load float, ptr {self._acc(i * r + j)}, align 4")
                 b.cond_br(ok, do, skip)
                 b.start(do)
                 env[id(p.rows.regions[0].args[0])] = row
