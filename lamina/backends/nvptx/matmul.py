@@ -1,7 +1,7 @@
 """The shared-memory tiled matmul kernel: NVPTX LLVM IR for a ``gpu_matmul``-tagged kernel.
 
 ``lower_dot`` (target ``"cuda"``) shapes a float32 product ``C = epilogue(A @ B)``
-as a ``loop.parallel`` over 128x128 output tiles (batch, M tiles, N tiles; N
+as a ``loop.parallel`` over 128x128 (or 64x64) output tiles (batch, M tiles, N tiles; N
 fastest) whose trip computes its tile element by element, and tags the loop
 ``gpu_matmul = "a=.. b=.. c=.. batch=.. a_axes=.. b_axes=.. tile=128x128x8"``;
 ``gpu-map`` turns it into ``loop.gpu_parallel {block = 256, lanes = 256}``. The
@@ -20,7 +20,8 @@ over tiles):
   masked scalar loads (any M, N, K, strides, K = 0);
 - each of the 16x16 threads owns an 8x8 register tile: rows ``ty*4 + {0..3}``
   and ``64 + ty*4 + {0..3}``, columns likewise with ``tx``, read from shared
-  memory as four 16-byte vectors per K step (64 FMAs);
+  memory as four 16-byte vectors per K step (64 FMAs); with 64x64 tiles (small
+  static products) a 4x4 tile and 2-element staging;
 - the epilogue: for each in-bounds element the ops of the loop IR that
   compute the stored value from the accumulated product (bias loads, adds,
   activations, casts) are re-emitted with the element's row, column and
