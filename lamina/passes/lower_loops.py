@@ -32,12 +32,13 @@ from lamina.ir.dialects import prim as P
 from lamina.ir.types import MemRefType, TensorType
 from lamina.passes import lower_dot
 from lamina.passes.loop_builder import KernelBuilder, NotVectorizable
-from lamina.passes.lower_eval import Evaluator, Lane
+from lamina.passes.lower_eval import Evaluator, Lane, index_key
 from lamina.passes.lower_shapes import ShapeSolver
 from lamina.passes.manager import Pass, register_pass
 
 Layout = tuple[int | None, ...] | None
 OUTPUT_VECTORS = 16  # registers of lanes per step when a reduction keeps the last axis
+ROW_INLINE = True  # target="cpu": row reductions computed by the kernels reading them
 
 
 @register_pass
@@ -95,6 +96,7 @@ def lower_func(g: Graph, arg_layouts: tuple[Layout, ...] | None, module: Module,
     program = Graph(g.name, types, [a.hint for a in g.args], kind="func")
     pb = KernelBuilder(program)
     buffers: dict[int, Value] = {id(a): b for a, b in zip(g.args, program.args)}
+    rows = _RowInliner(g, buffers, pb, module, target)
     for op in g.ops:
         if isinstance(op, Return):
             program.body.append(Return([_buffer(buffers, v, g) for v in op.operands], [],
@@ -103,11 +105,99 @@ def lower_func(g: Graph, arg_layouts: tuple[Layout, ...] | None, module: Module,
         if not isinstance(op, P.Fusion):
             raise IRError(f"lower-loops: @{g.name} must hold only prim.fusion ops and return "
                           f"(run decompose and fuse first), found {op.where()}")
-        inputs = [_buffer(buffers, v, g) for v in op.operands]
-        buffers[id(op.result)] = _lower_group(op, inputs, pb, module, target)
+        if rows.defer(op):
+            continue
+        buffers[id(op.result)] = rows.lower(op)
     else:
         raise IRError(f"lower-loops: @{g.name} does not end with return")
     return program
+
+
+class _InlineFailed(Exception):
+    """A consumer read a row-inlined reduction somewhere else than once per row."""
+
+
+class _RowInliner:
+    """Row reductions computed inside the kernels that read them (target="cpu").
+
+    A group whose result is a reduction over its operand's last axis (a row
+    max, sum, mean, variance), static-shaped and not returned, gets no kernel of
+    its own at first: each kernel reading it computes it once per row, at the
+    top of its row loop, where the row still sits in L1 for the pass that
+    follows. Softmax and LayerNorm become one kernel and one sweep over memory
+    instead of three. When a consumer reads the value anywhere else (another
+    index, inside its inner loop), that consumer is lowered again with the
+    reduction materialized as before: inlining never multiplies work.
+    """
+
+    def __init__(self, g: Graph, buffers: dict[int, Value], pb: KernelBuilder,
+                 module: Module, target: str):
+        self.g, self.buffers, self.pb, self.module, self.target = g, buffers, pb, module, target
+        ret = g.ops[-1] if g.ops and isinstance(g.ops[-1], Return) else None
+        self.returned = {id(v) for v in ret.operands} if ret is not None else set()
+        self.pending: dict[int, Op] = {}  # result id -> its deferred group
+        self.order = {id(op): k for k, op in enumerate(g.ops)}
+
+    def defer(self, op: Op) -> bool:
+        if (not ROW_INLINE or self.target != "cpu" or id(op.result) in self.returned
+                or not _row_reduction(op)):
+            return False
+        self.pending[id(op.result)] = op
+        return True
+
+    def lower(self, op: Op) -> Value:
+        """The buffer of group ``op``: its kernel, alloc and call added now."""
+        producers = self._reachable(op)
+        if producers:
+            try:
+                return _lower_group(op, self._sources(op), self.pb, self.module, self.target,
+                                    [(p, self._sources(p)) for p in producers])
+            except _InlineFailed:
+                pass
+        for v in op.operands:
+            if id(v) in self.pending and id(v) not in self.buffers:
+                self.buffers[id(v)] = self.lower(self.pending[id(v)])
+        return _lower_group(op, self._sources(op), self.pb, self.module, self.target)
+
+    def _sources(self, op: Op) -> list[Value | Op]:
+        """Per operand of ``op``: its buffer, or the deferred group computing it."""
+        out: list[Value | Op] = []
+        for v in op.operands:
+            if id(v) in self.buffers:
+                out.append(self.buffers[id(v)])
+            elif id(v) in self.pending:
+                out.append(self.pending[id(v)])
+            else:
+                out.append(_buffer(self.buffers, v, self.g))
+        return out
+
+    def _reachable(self, op: Op) -> list[Op]:
+        """Deferred groups ``op`` would compute itself, producers first."""
+        if any(o.has("opaque") for o in op.regions[0].ops):
+            return []
+        found: dict[int, Op] = {}
+        stack = [op]
+        while stack:
+            for v in stack.pop().operands:
+                if id(v) in self.pending and id(v) not in self.buffers and id(v) not in found:
+                    found[id(v)] = self.pending[id(v)]
+                    stack.append(found[id(v)])
+        return sorted(found.values(), key=lambda p: self.order[id(p)])
+
+
+def _row_reduction(op: Op) -> bool:
+    """A group reducing over its operand's last axis into a static, non-scalar result."""
+    region = op.regions[0]
+    if len(op.results) != 1 or any(o.has("opaque") for o in region.ops):
+        return False
+    t = op.result.type
+    if not isinstance(t, TensorType) or t.rank == 0 or None in t.shape:
+        return False
+    reds = [o for o in region.ops if isinstance(o, (P.Reduce, P.ArgReduce, P.DotGeneral))]
+    if len(reds) != 1 or not isinstance(reds[0], P.Reduce):
+        return False
+    red = reds[0]
+    return red.operands[0].type.rank - 1 in red.attrs["axes"]
 
 
 def _buffer(buffers: dict[int, Value], v: Value, g: Graph) -> Value:
@@ -134,9 +224,16 @@ def _unique_name(module: Module, name: str) -> str:
 CUSTOM_KERNELS: dict[str, Callable[[Op, Op, list[Value], KernelBuilder, Module], Value]] = {}
 
 
-def _lower_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module,
-                 target: str = "cpu") -> Value:
-    """Emit the kernel of one fusion group, and its alloc + call into the program."""
+def _lower_group(op: Op, inputs: list[Value | Op], pb: KernelBuilder, module: Module,
+                 target: str = "cpu",
+                 producers: list[tuple[Op, list[Value | Op]]] = ()) -> Value:
+    """Emit the kernel of one fusion group, and its alloc + call into the program.
+
+    ``producers``: deferred row-reduction groups (``_RowInliner``) that the kernel
+    computes itself, producers first, each with its sources (buffers or other
+    such groups); an input given as such a group's op rather than a buffer is
+    read through it, and the kernel takes the producers' own input buffers.
+    """
     region = op.regions[0]
     inner = [o for o in region.ops if o.has("opaque")]
     if inner:
@@ -148,18 +245,28 @@ def _lower_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module,
     yielded = region.ops[-1].operands[0]
     name = _unique_name(module, op.attrs["name"])
     distinct: list[Value] = []
-    for v in inputs:
-        if all(v is not d for d in distinct):
+    for v in [*inputs, *(v for _, srcs in producers for v in srcs)]:
+        if isinstance(v, Value) and all(v is not d for d in distinct):
             distinct.append(v)
+    if producers and not distinct:
+        raise _InlineFailed("nothing to read")
     out_type = MemRefType(result.type.shape, result.type.dtype)
     hints = [f"in{k}" for k in range(len(distinct))] + ["out"]
     kernel = Graph(name, [v.type for v in distinct] + [out_type], hints, kind="kernel")
-    binding = {id(a): kernel.args[_position(distinct, v)] for a, v in zip(region.args, inputs)}
-    emit_kernel(kernel, region, yielded, binding, kernel.args[-1], op, target)
+
+    def bind(values: list[Value | Op]) -> list[Value | Op]:
+        return [kernel.args[_position(distinct, v)] if isinstance(v, Value) else v
+                for v in values]
+
+    binding = {id(a): v for a, v in zip(region.args, bind(inputs))}
+    emit_kernel(kernel, region, yielded, binding, kernel.args[-1], op, target,
+                [(p, bind(srcs)) for p, srcs in producers])
     module.add(kernel)
 
+    # a row-inlined input has a static shape: the solver never asks its buffer for a size
     solver = ShapeSolver(region, yielded, pb,
-                         {id(a): v for a, v in zip(region.args, inputs)}, what=f"@{name}")
+                         {id(a): v if isinstance(v, Value) else distinct[0]
+                          for a, v in zip(region.args, inputs)}, what=f"@{name}")
     sizes = [solver.dim(yielded, a) for a, d in enumerate(result.type.shape) if d is None]
     alloc = pb.append(L.Alloc(sizes, [out_type], loc=op.loc))
     pb.append(L.Call([*distinct, alloc.result], [], {"kernel": SymbolRef(name)}, loc=op.loc))
@@ -188,16 +295,25 @@ def vector_width(region: Block) -> int:
     return 512 // widest
 
 
-def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int, Value],
-                out: Value, fusion: Op, target: str = "cpu") -> None:
+def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int, Value | Op],
+                out: Value, fusion: Op, target: str = "cpu",
+                producers: list[tuple[Op, list[Value | Op]]] = ()) -> None:
     """Fill ``kernel`` with the loop nest computing ``yielded`` into ``out``.
 
     ``target`` is recorded on the evaluator (``ev.target``) for the lowering rules.
+    ``binding`` maps region args to kernel args, or to one of ``producers``: row
+    reductions computed in this kernel once per row (``_RowInliner``);
+    ``_InlineFailed`` when the kernel would need one elsewhere.
     """
     what = f"kernel @{kernel.name}"
     kb = KernelBuilder(kernel, fusion.loc)
-    shapes = ShapeSolver(region, yielded, kb, binding, out, what=what)
-    ev = Evaluator(kb, shapes, binding, vector_width(region), what, target)
+    rows = _RowPlan(kb, producers, out, what, target) if producers else None
+    loads = {k: v for k, v in binding.items() if isinstance(v, Value)}
+    shapes = ShapeSolver(region, yielded, kb, {k: v if isinstance(v, Value) else out
+                                               for k, v in binding.items()}, out, what=what)
+    ev = Evaluator(kb, shapes, loads, vector_width(region), what, target)
+    if rows is not None:
+        rows.attach(ev, binding)
     ops = [op for op in region.ops if not isinstance(op, P.FusionYield)]
     for op in ops:
         if isinstance(op, (P.Fusion, L.LoopOp)) or op.name.startswith("tensor."):
@@ -211,11 +327,76 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
     elif _vectorize_output(ops):
         # many registers of lanes: each step of the reduction then reads a long
         # contiguous run of every row it visits, which the hardware prefetches well
-        wide = Evaluator(kb, shapes, binding, ev.width * OUTPUT_VECTORS, what, target)
-        emit_output_nest([wide, ev, ev], yielded, out, dims)
+        wide = Evaluator(kb, shapes, loads, ev.width * OUTPUT_VECTORS, what, target)
+        wide.overrides = ev.overrides
+        emit_output_nest([wide, ev, ev], yielded, out, dims, rows)
     else:
-        emit_output_nest([ev], yielded, out, dims)
+        emit_output_nest([ev], yielded, out, dims, rows)
     kb.finish()
+
+
+class _RowPlan:
+    """The row reductions one kernel computes itself, and when it may compute them.
+
+    ``at_row(ivs)`` runs at the top of each loop level of the output nest: each
+    reduction whose shape is the output's leading sizes is computed there for
+    index ``ivs`` (producers first, so a variance finds its mean). Any other
+    read of one of them must find that value (the builder's memo), else
+    ``_InlineFailed``: the caller then materializes the reductions instead.
+    """
+
+    def __init__(self, kb: KernelBuilder, producers: list[tuple[Op, list[Value | Op]]],
+                 out: Value, what: str, target: str):
+        self.kb, self.out, self.open = kb, out, False
+        self.order = [p for p, _ in producers]
+        self.evs: dict[int, tuple[Evaluator, Value]] = {}
+        for p, srcs in producers:
+            region = p.regions[0]
+            y = region.ops[-1].operands[0]
+            binding = {id(a): s for a, s in zip(region.args, srcs)}
+            shapes = ShapeSolver(region, y, kb, {k: v if isinstance(v, Value) else out
+                                                 for k, v in binding.items()},
+                                 what=f"{what} (row {p.attrs['name']})")
+            sub = Evaluator(kb, shapes, {k: v for k, v in binding.items()
+                                         if isinstance(v, Value)},
+                            vector_width(region), what, target)
+            self.attach(sub, binding)
+            self.evs[id(p)] = (sub, y)
+
+    def attach(self, ev: Evaluator, binding: dict[int, Value | Op]) -> None:
+        """Read the region args bound to producers through this plan."""
+        for k, v in binding.items():
+            if isinstance(v, Op):
+                ev.overrides[k] = self._reader(v)
+
+    def _reader(self, p: Op) -> Callable[[tuple], Value]:
+        def read(idx: tuple) -> Value:
+            if any(isinstance(i, Lane) for i in idx):
+                raise _InlineFailed(f"{p.attrs['name']} read in vector lanes")
+            # a size-1 axis is read at 0 (broadcast) or at an index known to be 0
+            idx = tuple(self.kb.index(0) if d == 1 else i
+                        for i, d in zip(idx, p.result.type.shape))
+            key = ("row-inline", id(p), index_key(idx))
+            hit = self.kb.memo_get(key)
+            if hit is not None:
+                return hit[0]
+            if not self.open:
+                raise _InlineFailed(f"{p.attrs['name']} read inside a row")
+            sub, y = self.evs[id(p)]
+            r = sub.at(y, idx)
+            self.kb.memo_put(key, r, tuple(idx))
+            return r
+        return read
+
+    def at_row(self, ivs: list[Value]) -> None:
+        prefix = self.out.type.shape[:len(ivs)]
+        self.open = True
+        try:
+            for p in self.order:
+                if p.result.type.shape == prefix:
+                    self._reader(p)(tuple(ivs))
+        finally:
+            self.open = False
 
 
 def emit_gpu_nest(ev: Evaluator, yielded: Value, out: Value, dims: list[Value]) -> None:
@@ -250,7 +431,7 @@ def _vectorize_output(ops: list[Op]) -> bool:
 
 
 def emit_output_nest(evs: list[Evaluator], yielded: Value, out: Value,
-                     dims: list[Value]) -> None:
+                     dims: list[Value], rows: _RowPlan | None = None) -> None:
     """``out[i...] = yielded[i...]``: parallel over axis 0, sequential inside.
 
     ``evs`` ends with the evaluator for scalar code; any before it are vector
@@ -269,13 +450,15 @@ def emit_output_nest(evs: list[Evaluator], yielded: Value, out: Value,
         except NotVectorizable:
             pass
     with kb.loop(kb.index(0), dims[0], kb.index(1), parallel=True) as lp:
-        _inner_nest(evs, yielded, out, dims, [lp.iv])
+        _inner_nest(evs, yielded, out, dims, [lp.iv], rows)
 
 
 def _inner_nest(evs: list[Evaluator], yielded: Value, out: Value, dims: list[Value],
-                ivs: list[Value]) -> None:
+                ivs: list[Value], rows: _RowPlan | None = None) -> None:
     ev = evs[-1]
     kb = ev.kb
+    if rows is not None:
+        rows.at_row(ivs)
     if len(ivs) == len(dims):
         kb.store(ev.at(yielded, tuple(ivs)), out, ivs)
         return
@@ -286,7 +469,7 @@ def _inner_nest(evs: list[Evaluator], yielded: Value, out: Value, dims: list[Val
         except NotVectorizable:
             pass
     with kb.loop(kb.index(0), dims[len(ivs)], kb.index(1)) as lp:
-        _inner_nest([ev], yielded, out, dims, [*ivs, lp.iv])
+        _inner_nest([ev], yielded, out, dims, [*ivs, lp.iv], rows)
 
 
 def _vector_row(evs: list[Evaluator], yielded: Value, out: Value, ivs: list[Value],
