@@ -110,13 +110,7 @@ OPS = {
 }
 
 
-# Known broken: the normalisation kernels' programs return a wrong-shaped result on CUDA.
-_BROKEN = {"batch_norm", "layer_norm"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason="norm programs on CUDA: wrong result shape"))
-    if n in _BROKEN else n for n in sorted(OPS)])
+@pytest.mark.parametrize("name", sorted(OPS))
 def test_op_on_cuda_equals_cpu(cuda_device, name):
     cpu = {k: lamina.tensor(v) for k, v in _data().items()}
     gpu = {k: v.to(cuda_device) for k, v in cpu.items()}

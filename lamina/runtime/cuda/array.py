@@ -103,8 +103,9 @@ class CudaArray:
 
     @classmethod
     def from_numpy(cls, device: Any, a: np.ndarray) -> CudaArray:
-        """A contiguous device copy of a host array."""
-        h = np.ascontiguousarray(a)
+        """A contiguous device copy of a host array (0-d stays 0-d: np.ascontiguousarray
+        would make it 1-d)."""
+        h = np.ascontiguousarray(a).reshape(np.shape(a))
         out = cls.empty(device, h.shape, h.dtype)
         device.htod(out.ptr, h.ctypes.data, h.nbytes)
         return out
