@@ -70,6 +70,13 @@ class Evaluator:
         self.region = shapes.region
         # value id -> function(idx) giving its element: lets a kernel inject accumulators
         self.overrides: dict[int, Callable[[tuple], Value]] = {}
+        # reduce operand id -> function(idx, element) called with every element the
+        # reduction reads: lets a kernel keep them (softmax's exps, in its output)
+        self.spills: dict[int, Callable[[tuple, Value], None]] = {}
+        # ids of per-row scalars (row-inlined reductions) that f32/f64 division may
+        # turn into a multiplication by their reciprocal, computed once per row
+        # (what PyTorch's softmax does: within one rounding of the quotient)
+        self.row_divisors: set[int] = set()
 
     # -- entry point ---------------------------------------------------------------------
     def at(self, v: Value, idx: tuple) -> Value:
@@ -220,6 +227,10 @@ class Evaluator:
 # -- rules ---------------------------------------------------------------------------------
 def _elementwise(ev: Evaluator, op: Op, idx: tuple) -> Value:
     args = [ev.at(v, idx) for v in op.operands]
+    if op.fn == "div" and id(args[1]) in ev.row_divisors \
+            and op.result.type.dtype.name in ("f32", "f64"):
+        one = ev.kb.const(1.0, op.result.type.dtype)
+        return ev.ew("loop.mul", args[0], ev.kb.emit("loop.div", one, args[1]))
     return ev.ew("loop." + op.fn, *args)
 
 

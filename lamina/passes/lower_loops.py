@@ -185,6 +185,35 @@ class _RowInliner:
         return sorted(found.values(), key=lambda p: self.order[id(p)])
 
 
+class _Structure:
+    """Structural keys of region values: equal keys compute equal elements."""
+
+    def __init__(self, binding: dict[int, Value | Op]):
+        self.binding = binding
+        self.memo: dict[int, tuple] = {}
+
+    def key(self, v: Value) -> tuple:
+        k = self.memo.get(id(v))
+        if k is None:
+            if id(v) in self.binding:
+                k = ("arg", id(self.binding[id(v)]))
+            elif isinstance(v.owner, Op) and not v.owner.regions and len(v.owner.results) == 1:
+                op = v.owner
+                k = (op.name, repr(sorted(op.attrs.items())), str(v.type),
+                     tuple(self.key(o) for o in op.operands))
+            else:
+                k = ("value", id(v))
+            self.memo[id(v)] = k
+        return k
+
+
+def _size(key: tuple) -> int:
+    """How many ops a structural key describes."""
+    if key[0] in ("arg", "value"):
+        return 0
+    return 1 + sum(_size(k) for k in key[3])
+
+
 def _row_reduction(op: Op) -> bool:
     """A group reducing over its operand's last axis into a static, non-scalar result."""
     region = op.regions[0]
@@ -314,6 +343,8 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
     ev = Evaluator(kb, shapes, loads, vector_width(region), what, target)
     if rows is not None:
         rows.attach(ev, binding)
+        rows.keep_elements(ev, region, binding)
+        rows.divisors = ev.row_divisors  # the output's divisions only, not the reductions'
     ops = [op for op in region.ops if not isinstance(op, P.FusionYield)]
     for op in ops:
         if isinstance(op, (P.Fusion, L.LoopOp)) or op.name.startswith("tensor."):
@@ -328,7 +359,7 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
         # many registers of lanes: each step of the reduction then reads a long
         # contiguous run of every row it visits, which the hardware prefetches well
         wide = Evaluator(kb, shapes, loads, ev.width * OUTPUT_VECTORS, what, target)
-        wide.overrides = ev.overrides
+        wide.overrides, wide.row_divisors = ev.overrides, ev.row_divisors
         emit_output_nest([wide, ev, ev], yielded, out, dims, rows)
     else:
         emit_output_nest([ev], yielded, out, dims, rows)
@@ -348,8 +379,11 @@ class _RowPlan:
     def __init__(self, kb: KernelBuilder, producers: list[tuple[Op, list[Value | Op]]],
                  out: Value, what: str, target: str):
         self.kb, self.out, self.open = kb, out, False
+        self.cursor: tuple | None = None  # the output index being computed, if any
+        self.divisors: set[int] = set()  # row values the output may divide by reciprocal
         self.order = [p for p, _ in producers]
         self.evs: dict[int, tuple[Evaluator, Value]] = {}
+        self.bindings: dict[int, dict[int, Value | Op]] = {}
         for p, srcs in producers:
             region = p.regions[0]
             y = region.ops[-1].operands[0]
@@ -362,6 +396,49 @@ class _RowPlan:
                             vector_width(region), what, target)
             self.attach(sub, binding)
             self.evs[id(p)] = (sub, y)
+            self.bindings[id(p)] = binding
+
+    def keep_elements(self, ev: Evaluator, region: Block, binding: dict[int, Value | Op]) -> None:
+        """Compute softmax's exps once: when a row reduction sums (maxes...) values that
+        the output also needs at its own index, the reduction stores them into the
+        output row as it reads them, and the output's pass loads them back."""
+        t = self.out.type
+        if None in t.shape:
+            return
+        want = TensorType(t.shape, t.dtype)
+        mine = _Structure(binding)
+        ours = {mine.key(v): v for op in region.ops for v in op.results if v.type == want}
+        best: tuple[int, Evaluator, Value, Value] | None = None
+        for p in self.order:
+            sub, _ = self.evs[id(p)]
+            reds = [o for o in p.regions[0].ops if isinstance(o, P.Reduce)]
+            x = reds[0].operands[0]
+            if tuple(reds[0].attrs["axes"]) != (x.type.rank - 1,) or x.type != want \
+                    or not isinstance(x.owner, Op):
+                continue
+            key = _Structure(self.bindings[id(p)]).key(x)
+            if key in ours and (best is None or _size(key) > best[0]):
+                best = (_size(key), sub, x, ours[key])  # the costliest one to recompute
+        if best is not None:
+            _, sub, x, target = best
+            sub.spills[id(x)] = self._store
+            ev.overrides[id(target)] = self._kept(ev, target)
+
+    def _store(self, idx: tuple, e: Value) -> None:
+        plain = [i.base if isinstance(i, Lane) else i for i in idx]
+        if any(isinstance(i, Lane) for i in idx):
+            self.kb.vstore(e, self.out, plain)
+        else:
+            self.kb.store(e, self.out, plain)
+
+    def _kept(self, ev: Evaluator, v: Value) -> Callable[[tuple], Value]:
+        def read(idx: tuple) -> Value:
+            if self.cursor is None or index_key(idx) != index_key(self.cursor):
+                return ev._rule(v.owner)(ev, v.owner, idx)
+            if any(isinstance(i, Lane) for i in idx):
+                raise NotVectorizable("kept elements are read back one by one")
+            return self.kb.load(self.out, list(idx), reuse=False)
+        return read
 
     def attach(self, ev: Evaluator, binding: dict[int, Value | Op]) -> None:
         """Read the region args bound to producers through this plan."""
@@ -385,6 +462,7 @@ class _RowPlan:
             sub, y = self.evs[id(p)]
             r = sub.at(y, idx)
             self.kb.memo_put(key, r, tuple(idx))
+            self.divisors.add(id(r))
             return r
         return read
 
@@ -460,7 +538,11 @@ def _inner_nest(evs: list[Evaluator], yielded: Value, out: Value, dims: list[Val
     if rows is not None:
         rows.at_row(ivs)
     if len(ivs) == len(dims):
+        if rows is not None:
+            rows.cursor = tuple(ivs)
         kb.store(ev.at(yielded, tuple(ivs)), out, ivs)
+        if rows is not None:
+            rows.cursor = None
         return
     if len(evs) > 1 and len(ivs) == len(dims) - 1:
         try:

@@ -12,6 +12,8 @@ then a scalar tail), reduced across lanes once at the end with
 ``target="cuda"`` the loop stays a scalar accumulating ``loop.for``: ``gpu-map``
 strides it across a warp and combines the lanes with shuffles. In vector mode
 (the output's last axis in lanes) the accumulator itself is a vector.
+``Evaluator.spills`` may ask for every element a reduction reads (a kernel
+keeps softmax's exps in its output instead of computing them twice).
 """
 
 from __future__ import annotations
@@ -78,17 +80,20 @@ def reduce_at(ev: Evaluator, op: Op, idx: tuple) -> Value:
 
     sizes = [ev.shapes.dim(x, a) for a in axes]
     lane = _has_lane(idx)
+    spill = ev.spills.get(id(x))
     if not lane and axes and axes[-1] == rank - 1 and not acc_t.is_bool \
             and ev.target != "cuda":
         try:
-            return ev.cast(_last_axis_vectorized(ev, x, fn, acc_t, full, sizes), dtype)
+            return ev.cast(_last_axis_vectorized(ev, x, fn, acc_t, full, sizes, spill), dtype)
         except NotVectorizable:
             pass
     combine = combine_op(fn, acc_t)
 
     def body(ivs: list, accs: list) -> list:
-        v = ev.cast(ev.at(x, full(ivs)), acc_t)
-        return [ev.ew(combine, accs[0], v)]
+        e = ev.at(x, full(ivs))
+        if spill is not None:
+            spill(full(ivs), e)
+        return [ev.ew(combine, accs[0], ev.cast(e, acc_t))]
 
     init = ev.const_like(init_value(fn, acc_t), acc_t, lane)
     (acc,) = ev.nest(sizes, [init], body)
@@ -96,7 +101,7 @@ def reduce_at(ev: Evaluator, op: Op, idx: tuple) -> Value:
 
 
 def _last_axis_vectorized(ev: Evaluator, x: Value, fn: str, acc_t: ScalarType, full,
-                          sizes: list[Value]) -> Value:
+                          sizes: list[Value], spill=None) -> Value:
     kb, width = ev.kb, ev.width
     combine = combine_op(fn, acc_t)
     init = kb.const(init_value(fn, acc_t), acc_t)
@@ -104,8 +109,10 @@ def _last_axis_vectorized(ev: Evaluator, x: Value, fn: str, acc_t: ScalarType, f
     vec_t = VectorType(width, acc_t)
 
     def element(ivs: list, base: Value) -> Value:
-        v = ev.cast(ev.at(x, full([*ivs, Lane(base)])), acc_t)
-        v = ev.splat(v)
+        e = ev.splat(ev.at(x, full([*ivs, Lane(base)])))
+        if spill is not None:
+            spill(full([*ivs, Lane(base)]), e)
+        v = ev.splat(ev.cast(e, acc_t))
         if v.type != vec_t:
             raise NotVectorizable(f"vector of {v.type} in a {vec_t} reduction")
         return v
@@ -127,10 +134,12 @@ def _last_axis_vectorized(ev: Evaluator, x: Value, fn: str, acc_t: ScalarType, f
             lp.yield_([kb.emit(combine, lp.args[0], element(ivs, lp.iv))])
         vaccs[0] = lp.results[0]
         with kb.loop(n_vec, n, kb.index(1), [sacc]) as lp:
-            v = ev.cast(ev.at(x, full([*ivs, lp.iv])), acc_t)
-            if ev.is_vec(v):
+            e = ev.at(x, full([*ivs, lp.iv]))
+            if ev.is_vec(e):
                 raise NotVectorizable("vector in the scalar tail")
-            lp.yield_([kb.emit(combine, lp.args[0], v)])
+            if spill is not None:
+                spill(full([*ivs, lp.iv]), e)
+            lp.yield_([kb.emit(combine, lp.args[0], ev.cast(e, acc_t))])
         return [*vaccs, lp.results[0]]
 
     accs = ev.nest(sizes[:-1], [vinit] * UNROLL + [init],

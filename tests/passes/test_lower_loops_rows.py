@@ -162,3 +162,28 @@ def test_cuda_target_keeps_separate_kernels():
     f = lamina.compile(lambda t: lamina.softmax(t, -1))
     loop = f.lower(x, target="cuda").stages.loop
     assert sum(1 for g in loop.graphs if g.kind == "kernel") == 3
+
+
+def test_softmax_exps_are_computed_once():
+    # the row sum stores its exps into the output; the last pass only rescales them
+    x = lamina.from_numpy(np.ones((4, 48), np.float32))
+    f = lamina.compile(lambda t: lamina.softmax(t, -1))
+    text = f.lower(x).as_text("loop")
+    last = text[text.rindex("loop.vreduce"):text.index("func @")]
+    assert "loop.load %out" in last and "loop.exp" not in last and "loop.div" in last
+    assert "loop.mul" in last  # times the reciprocal of the row sum
+
+
+@pytest.mark.parametrize("n", [1, 16, 17])
+def test_kept_elements_read_at_another_index_are_recomputed(n):
+    # exp(x) is needed at (i, j) and at (i, n-1-j): only the first is the stored one
+    a = np.random.default_rng(n).standard_normal((3, n)).astype(np.float32)
+    x = lamina.from_numpy(a)
+
+    def fn(t):
+        e = lamina.exp(t)
+        return e / e.sum(-1, keepdim=True) + lamina.flip(e, [-1])
+
+    f = lamina.compile(fn)
+    e = np.exp(a.astype(np.float64))
+    _check(f(x), e / e.sum(-1, keepdims=True) + e[:, ::-1], "float32")
