@@ -1,7 +1,8 @@
 """The main job: train a small CNN (or MLP) on scikit-learn's bundled 8x8 digits through
 Lamina's compiler on the CPU, save a checkpoint, reload it and evaluate.
 
-Run: make demo            (or: python examples/train_digits.py [--model mlp] [--epochs N])
+Run: make demo   (or: python examples/train_digits.py [--model mlp] [--epochs N]
+                 [--device cuda] [--compile])
 The script is plain PyTorch code; only the import differs (``--torch`` runs it with
 PyTorch itself, for comparison).
 """
@@ -22,6 +23,10 @@ parser.add_argument("--epochs", type=int, default=12)
 parser.add_argument("--batch-size", type=int, default=64)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--torch", action="store_true", help="run with PyTorch instead of Lamina")
+parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+parser.add_argument("--compile", action="store_true",
+                    help="compile the whole training step (forward, backward, Adam) into one "
+                    "program with lamina.compile")
 args = parser.parse_args()
 
 if args.torch:
@@ -86,26 +91,44 @@ def evaluate(model, x, y) -> float:
     return (pred == y).float().mean().item()
 
 
+def pick_device():
+    """The device asked for, or exit with the reason it is not usable here."""
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: no usable CUDA GPU here (torch.cuda.is_available() "
+                 "is False)")
+    return torch.device(args.device)
+
+
 def main() -> None:
     torch.manual_seed(args.seed)
+    device = pick_device()
     x_train, y_train, x_test, y_test = load_data(args.seed)
+    x_test, y_test = x_test.to(device), y_test.to(device)
     g = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=args.batch_size,
                         shuffle=True, generator=g)
-    model = CNN() if args.model == "cnn" else MLP()
+    model = (CNN() if args.model == "cnn" else MLP()).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
     loss_fn = nn.CrossEntropyLoss()
+
+    def train_step(xb, yb):
+        optimizer.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    if args.compile:
+        train_step = torch.compile(train_step)
     print(f"{'lamina' if not args.torch else 'torch'}: {args.model} on {len(x_train)} train / "
-          f"{len(x_test)} test digits, {sum(p.numel() for p in model.parameters())} parameters")
+          f"{len(x_test)} test digits, {sum(p.numel() for p in model.parameters())} parameters, "
+          f"device {device}{', compiled step' if args.compile else ''}")
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         total, seen = 0.0, 0
         for xb, yb in loader:
-            optimizer.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(xb.to(device), yb.to(device))
             total += loss.item() * len(xb)
             seen += len(xb)
         scheduler.step()
@@ -116,8 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "digits.pt")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
-        restored = CNN() if args.model == "cnn" else MLP()
-        restored.load_state_dict(torch.load(path)["model"])
+        restored = (CNN() if args.model == "cnn" else MLP()).to(device)
+        restored.load_state_dict(torch.load(path, map_location=device)["model"])
     print(f"reloaded checkpoint; test accuracy {evaluate(restored, x_test, y_test):.1%}")
 
 

@@ -384,9 +384,14 @@ def _apply_node(node: Any, grads: list[Tensor | None], needs: Sequence[bool],
         if isinstance(a, Tensor):
             check_version(a, node.versions[i], node, i)
     env: list[Any] = [None] * prog.n_slots
+    from lamina.frontend import dispatch
+
+    dev = dispatch.current_device()  # numbers of a node on the GPU become GPU scalars
+    where = None if dev is None else f"cuda:{dev.index}"
     for i in prog.reads_args:
         a = args[i]
-        env[i] = a if isinstance(a, Tensor) else ops.tensor(a, dtype=node.scalar_dtype)
+        env[i] = a if isinstance(a, Tensor) else ops.tensor(a, dtype=node.scalar_dtype,
+                                                            device=where)
     n, k = prog.n_args, prog.n_outs
     if prog.reads_outputs:
         from lamina.autograd.graph import set_history

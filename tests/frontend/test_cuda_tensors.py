@@ -235,8 +235,8 @@ def test_repr_shows_device(cuda_device):
 def _mlp_and_cnn_grads(dev: str) -> list[np.ndarray]:
     lamina.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).to(dev)
-    cnn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(64, 3)).to(dev)
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 3)).to(dev)
     d = _data()
     x, img = lamina.tensor(d["x"]).to(dev), lamina.tensor(d["img"]).to(dev)
     loss = F.cross_entropy(mlp(x), lamina.tensor([0, 1, 2, 1]).to(dev)) + \
