@@ -90,7 +90,7 @@ class Adagrad(Optimizer):
                         state = traced.state(p, index - 1, lambda s, p=p, g=group: (
                             self._init_state(p, g)), False)
                         h = traced.hyper(lambda g=group, s=state: _values(
-                            g, _count(s["step"]) + 1.0), p.dtype,
+                            g, _count(s["step"]) + 1.0), 3, p.dtype,
                             f"Adagrad hyperparameters of group {gi}")
                         state["step"].add_(1)
                     else:

@@ -95,7 +95,7 @@ class Adam(Optimizer):
                         # the step count lives in the program; the bias corrections are
                         # computed before each call from the count it will reach
                         h = traced.hyper(lambda g=group, s=state: _values(
-                            g, _count(s["step"]) + 1.0), p.dtype,
+                            g, _count(s["step"]) + 1.0), 7, p.dtype,
                             f"Adam hyperparameters of group {gi}")
                         state["step"].add_(1)
                     else:

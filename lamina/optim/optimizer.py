@@ -246,10 +246,10 @@ class TracedStep:
                 self.tr.bind(value, trace.ItemSource(state, key))
         return state
 
-    def hyper(self, values: Callable[[], list[float]], dtype: Any, what: str
+    def hyper(self, values: Callable[[], list[float]], n: int, dtype: Any, what: str
               ) -> lamina.Tensor:
-        """A hyperparameter tensor (as ``hyper``) recomputed by ``values()`` at every call."""
-        n = len(values())
+        """A hyperparameter tensor of ``n`` values (as ``hyper``) recomputed by ``values()``
+        before every call (and only then: it may consume per-call state)."""
         hd = lamina.float32 if dtype in _LOW_PRECISION else dtype
         return self.tr.dynamic_input(lambda ctx: np.array(values(), dtype=hd.numpy), hd, (n,),
                                      what)

@@ -94,7 +94,7 @@ class RMSprop(Optimizer):
                             continue
                         state = traced.state(p, index - 1, lambda s, p=p, g=group: _init(
                             s, p, g), False)
-                        h = traced.hyper(lambda g=group: _values(g), p.dtype,
+                        h = traced.hyper(lambda g=group: _values(g), 6, p.dtype,
                                          f"RMSprop hyperparameters of group {gi}")
                         state["step"].add_(1)
                     else:

@@ -23,7 +23,10 @@ __all__ = ["SGD"]
 
 @functools.cache
 def _rule(maximize: bool, decay: bool, momentum: bool, first: bool, nesterov: bool) -> FusedRule:
-    """The update for one combination of options; ``h = [-lr, wd, momentum, 1 - dampening]``."""
+    """The update for one combination of options;
+    ``h = [-lr, wd, momentum, 1 - dampening, momentum]`` (the last for Nesterov's look-ahead:
+    a traced step runs its first update as ``0 * buf + 1 * g``, exactly ``g``, by zeroing
+    ``h[2]`` and setting ``h[3]`` to 1 for that call only)."""
 
     def sgd(p, g, *rest):
         *buf, h = rest
@@ -35,7 +38,7 @@ def _rule(maximize: bool, decay: bool, momentum: bool, first: bool, nesterov: bo
         if momentum:
             b = g if first else buf[0] * h[2] + h[3] * g
             outs.append(b)
-            g = g + h[2] * b if nesterov else b
+            g = g + h[4] * b if nesterov else b
         return (p + h[0] * g, *outs)
 
     return FusedRule(sgd)
@@ -59,6 +62,23 @@ class SGD(Optimizer):
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                         foreach=foreach, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults)
+        self._fresh: set[int] = set()  # params whose momentum buffer a trace created
+
+    def _new_buffer(self, state: dict[str, Any], p: lamina.Tensor, tr: Any) -> None:
+        """A traced step's momentum buffer: zeros, marked fresh so that its first update
+        stores the gradient itself, as eager's first step does."""
+        state["momentum_buffer"] = lamina.zeros_like(p)
+        self._fresh.add(id(p))
+        tr.on_abort.append(lambda: self._fresh.discard(id(p)))
+
+    def _values(self, group: dict[str, Any], p: lamina.Tensor, traced: bool) -> list[float]:
+        """``h`` for ``p`` this call; a fresh traced buffer takes the gradient as is (and is
+        fresh no more)."""
+        m, keep = group["momentum"], 1 - group["dampening"]
+        if traced and id(p) in self._fresh:
+            self._fresh.discard(id(p))
+            m, keep = 0.0, 1.0
+        return [-float(group["lr"]), group["weight_decay"], m, keep, group["momentum"]]
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient."""
@@ -69,8 +89,7 @@ class SGD(Optimizer):
         index = 0
         with updating():
             for gi, group in enumerate(self.param_groups):
-                lr, wd = float(group["lr"]), group["weight_decay"]
-                momentum = group["momentum"]
+                wd, momentum = group["weight_decay"], group["momentum"]
                 if traced is not None:
                     traced.guard(f"SGD group {gi} options", lambda g=group: _options(g))
                 for p in group["params"]:
@@ -86,27 +105,27 @@ class SGD(Optimizer):
                     if momentum != 0:
                         state = self.state[p]
                         buf = state.get("momentum_buffer")
+                        if id(p) in self._fresh:  # created by a trace, not stepped yet
+                            buf = None
+                            if traced is None:
+                                self._fresh.discard(id(p))
                         if traced is not None:
-                            first = buf is None
-                            state = traced.state(p, index - 1, lambda s, p=p: s.update(
-                                momentum_buffer=lamina.zeros_like(p)), True)
-                            buf = None if first else state["momentum_buffer"]
+                            state = traced.state(p, index - 1, lambda s, p=p: self._new_buffer(
+                                s, p, tr), False)
+                            buf = state["momentum_buffer"]
                     rule = _rule(group["maximize"], wd != 0, momentum != 0, buf is None,
                                  group["nesterov"])
                     if traced is not None:
-                        h = traced.hyper(lambda g=group: _values(g), p.dtype,
-                                         f"SGD hyperparameters of group {gi}")
+                        h = traced.hyper(lambda g=group, p=p: self._values(g, p, True),
+                                         5, p.dtype, f"SGD hyperparameters of group {gi}")
                     else:
-                        h = hyper([-lr, wd, momentum, 1 - group["dampening"]], p.dtype)
+                        h = hyper(self._values(group, p, False), p.dtype)
                     new = rule(p, g, [] if buf is None else [buf], h)
                     if momentum != 0:
                         store(state, "momentum_buffer", new[0], traced is not None)
         return loss
 
 
-def _values(group: dict[str, Any]) -> list[float]:
-    return [-float(group["lr"]), group["weight_decay"], group["momentum"],
-            1 - group["dampening"]]
 
 
 def _options(group: dict[str, Any]) -> tuple:
