@@ -187,3 +187,25 @@ def test_kept_elements_read_at_another_index_are_recomputed(n):
     f = lamina.compile(fn)
     e = np.exp(a.astype(np.float64))
     _check(f(x), e / e.sum(-1, keepdims=True) + e[:, ::-1], "float32")
+
+
+@pytest.mark.parametrize("n", [1, 15, 33])
+def test_variance_reads_its_mean_once_per_row(n):
+    a = (np.random.default_rng(n).standard_normal((6, n)) * 3 + 100).astype(np.float32)
+    x = lamina.from_numpy(a)
+    f = lamina.compile(lambda t: lamina.var(t, -1))
+    want = a.astype(np.float64).var(-1, ddof=1) if n > 1 else np.full(6, np.nan)
+    got = f(x).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True)
+    assert _kernels(f, x) == 1
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 5), (3, 4, 7)])
+def test_row_value_read_inside_a_kept_axis_reduction_falls_back(shape):
+    # the row max m[i, k] is read inside the consumer's loop over k: materialized
+    a = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    x = lamina.from_numpy(a)
+    f = lamina.compile(lambda t: (t - t.amax(-1, keepdim=True)).sum(1))
+    want = (a.astype(np.float64) - a.max(-1, keepdims=True)).sum(1)
+    np.testing.assert_allclose(f(x).numpy(), want, rtol=1e-5, atol=1e-5)
+    assert _kernels(f, x) == 2
