@@ -481,7 +481,8 @@ def test_lower_shows_every_stage_and_stats():
     for key in ("compiles", "recompiles", "compile_time_s", "kernels", "tensor_ops",
                 "fused_ops", "planned_bytes", "naive_bytes", "hits"):
         assert key in st
-    assert st["compiles"] == 1 and st["kernels"] == len(st["fused_ops"]) > 1
+    # a fusion group is one kernel, or none when the lowering computes it inside its reader
+    assert st["compiles"] == 1 and 1 < st["kernels"] <= len(st["fused_ops"])
     assert sum(st["fused_ops"]) >= st["kernels"]
     assert not np.array_equal(before, model[0].weight.numpy())
 
