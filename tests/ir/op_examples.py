@@ -247,6 +247,21 @@ EXAMPLES.update({
         "  loop.store %3, %m, %i",
         "}",
     ]),
+    "loop.lane_for": _kernel("%m: memref<?x?xf32>, %o: memref<?xf32>", [
+        "%0 = loop.const {value = 0} : index",
+        "%1 = loop.const {value = 1} : index",
+        "%2 = loop.dim %m {axis = 0} : index",
+        "%3 = loop.dim %m {axis = 1} : index",
+        "%4 = loop.const {value = 0.0} : f32",
+        "loop.gpu_parallel %0, %2, %1 {block = 256, lanes = 32} (%i: index) {",
+        "  %5 = loop.lane_for %0, %3, %1, %4 {combine = [\"add\"]} : f32 (%j: index, %acc: f32) {",
+        "    %6 = loop.load %m, %i, %j : f32",
+        "    %7 = loop.add %acc, %6 : f32",
+        "    loop.yield %7",
+        "  }",
+        "  loop.lane0_store %5, %o, %i",
+        "}",
+    ]),
     "loop.alloc": _PROGRAM,
     "loop.call": _PROGRAM,
     "loop.arena": "\n".join([
@@ -364,3 +379,4 @@ EXAMPLES.update({
     "tensor.adaptive_avg_pool": _one("tensor.adaptive_avg_pool", "%x: tensor<2x?x7x9xf32>",
                                      "output = [3, 4]", "tensor<2x?x3x4xf32>"),
 })
+EXAMPLES["loop.lane0_store"] = EXAMPLES["loop.lane_for"]  # that kernel ends with one
