@@ -189,15 +189,22 @@ def rad2deg(input: Tensor) -> Tensor:
     return _float_unary("rad2deg", lambda e, x: e("mul", x, e.c(180.0 / math.pi)), input)
 
 
+def _logit(e: _E, x: Value) -> Value:
+    """log(x / (1 - x)); from x = 1/4 up as log1p((2x - 1) / (1 - x)), whose numerator and
+    denominator are exact there, so results near 0 (x near 1/2) keep their digits."""
+    one = e.c(1.0)
+    rest = e("sub", one, x)
+    near_half = e("log1p", e("div", e("sub", e("add", x, x), one), rest))
+    return e.where(e("lt", x, e.c(0.25)), e("log", e("div", x, rest)), near_half)
+
+
 def logit(input: Tensor, eps: float | None = None) -> Tensor:
     """log(x / (1 - x)), with x clamped to [eps, 1 - eps] when ``eps`` is given."""
     if eps is None:
-        return _float_unary("logit", lambda e, x: e("log", e("div", x, e("sub", e.c(1.0), x))),
-                            input)
+        return _float_unary("logit", _logit, input)
 
     def body(e: _E, x: Value, lo: Value, hi: Value) -> Value:
-        x = e("minimum", e("maximum", x, lo), hi)
-        return e("log", e("div", x, e("sub", e.c(1.0), x)))
+        return _logit(e, e("minimum", e("maximum", x, lo), hi))
 
     return _float_unary("logit_eps", body, input, extra=(float(eps), 1.0 - float(eps)))
 
