@@ -4,6 +4,7 @@
 # too, so a failure says which path is wrong), a digits-CNN training run on the GPU,
 # then the GPU benchmarks. Installs nothing, no network, under 5 minutes on an H100.
 # Prints a summary last; exits non-zero when any step failed.
+# Usage: tests/gpu/run.sh [REGEX]   (only the steps whose name matches REGEX)
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -12,10 +13,12 @@ LAMINA_CACHE_DIR="$(mktemp -d)"
 export LAMINA_CACHE_DIR
 status=0
 summary=()
+only=${1:-}
 
 step() {  # step NAME SECONDS COMMAND...: run, record ok/FAIL with the time taken
     local name=$1 limit=$2 start rc
     shift 2
+    if [ -n "$only" ] && ! [[ "$name" =~ $only ]]; then return 0; fi
     echo
     echo "== $name"
     start=$(date +%s)
