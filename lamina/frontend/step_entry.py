@@ -90,10 +90,13 @@ def reachable(fn: Any, args: Sequence[Any]) -> tuple[list[Any], list[Any]]:
         if id(o) in seen:
             continue
         seen.add(id(o))
-        if hasattr(o, "training") and callable(getattr(o, "modules", None)):
-            modules.append(o)
-        elif isinstance(getattr(o, "param_groups", None), list):
-            optimizers.append(o)
+        try:
+            if hasattr(o, "training") and callable(getattr(o, "modules", None)):
+                modules.append(o)
+            elif isinstance(getattr(o, "param_groups", None), list):
+                optimizers.append(o)
+        except Exception:  # noqa: BLE001, S112 - an object whose attributes raise: not ours
+            continue
     return modules, optimizers
 
 
