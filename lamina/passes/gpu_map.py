@@ -34,6 +34,19 @@ reduction); otherwise a warp does.
 Kernels that read a buffer they also write, that store vectors, or whose
 loops carry vectors are not shared. ``LAMINA_GPU_COOP=0`` turns the
 cooperative mapping off (one trip per thread everywhere).
+
+Unrolled elementwise trips (``{block = B, unroll = U}``, docs/gpu.md
+"Elementwise kernels"): a one-thread trip that is a plain elementwise body (no
+nested loops, only loads, pure scalar ops and stores) of a kernel that reads no
+buffer it writes is rewritten, in loop IR, so trip ``j`` covers the ``U``
+elements ``(j div B)*U*B + u*B + (j mod B)``: at every ``u`` a warp's threads
+touch consecutive elements (coalesced). All ``U`` elements' loads come first
+(indices clamped to the last element, so a tail trip reads in bounds and
+discards), then each element's math and stores under a 0-or-1-trip
+``loop.for`` guard: a thread keeps ``U`` loads per input in flight, which a
+scalar grid-stride loop (one load in flight) cannot do, and loop order is
+program order for LLVM (it may not move loads across possibly aliasing
+stores). ``LAMINA_GPU_UNROLL=0`` keeps the one-element trip; ``=N`` sets U.
 """
 
 from __future__ import annotations
@@ -44,9 +57,10 @@ from dataclasses import dataclass
 from lamina.ir.core import Block, Graph, Module, Op, Value
 from lamina.ir.dialects import gpu as G
 from lamina.ir.dialects import loop as L
-from lamina.ir.types import ScalarType, VectorType
+from lamina.ir.types import ScalarType, VectorType, index
 from lamina.passes import lower_dot
 from lamina.passes.manager import Pass, register_pass
+from lamina.passes.rewrite import clone_op
 
 ELEMENTWISE_BLOCK = 256
 LOOPING_BLOCK = 128
@@ -56,11 +70,30 @@ BLOCK_TRIPS = 256  # static trip counts up to this share a trip per block
 BLOCK_LANES = 256  # threads per trip (and block) then; 1024 for a single trip
 MIN_STRIDED_EXTENT = 64  # static extent that makes an elementwise row worth a warp
 COMBINES = {"add", "mul", "max", "min", "and", "or"}
+UNROLL = 4  # elements per unrolled elementwise trip
+MAX_UNROLL = 16
 
 
 def coop_enabled() -> bool:
     """False when ``LAMINA_GPU_COOP=0`` (the kill switch of cooperative trips)."""
     return os.environ.get("LAMINA_GPU_COOP", "1").strip().lower() not in ("0", "false", "off")
+
+
+def unroll_factor() -> int:
+    """Elements per elementwise trip from ``LAMINA_GPU_UNROLL`` (0 or 1: off; default 4)."""
+    raw = os.environ.get("LAMINA_GPU_UNROLL", str(UNROLL)).strip().lower()
+    if raw in ("", "on", "true"):
+        return UNROLL
+    if raw in ("off", "false"):
+        return 1
+    try:
+        u = int(raw)
+    except ValueError:
+        raise ValueError(f"LAMINA_GPU_UNROLL must be an integer in [0, {MAX_UNROLL}], "
+                         f"got {raw!r}") from None
+    if not 0 <= u <= MAX_UNROLL:
+        raise ValueError(f"LAMINA_GPU_UNROLL must be an integer in [0, {MAX_UNROLL}], got {u}")
+    return max(u, 1)
 
 
 @register_pass
@@ -71,15 +104,19 @@ class GpuMap(Pass):
     name = "gpu-map"
     block: int | None = None  # force one block size (tests, tuning)
     coop: bool | None = None  # cooperative trips; None: LAMINA_GPU_COOP (default on)
+    unroll: int | None = None  # elements per elementwise trip; None: LAMINA_GPU_UNROLL (4)
 
     def run(self, module: Module) -> Module:
         if self.block is not None and (self.block < 32 or self.block > 1024 or self.block % 32):
             raise ValueError(f"gpu-map: block must be a multiple of 32 in [32, 1024], "
                              f"got {self.block}")
+        if self.unroll is not None and not 0 <= self.unroll <= MAX_UNROLL:
+            raise ValueError(f"gpu-map: unroll must be in [0, {MAX_UNROLL}], got {self.unroll}")
         coop = coop_enabled() if self.coop is None else self.coop
+        unroll = unroll_factor() if self.unroll is None else max(self.unroll, 1)
         for g in module.graphs:
             if g.kind == "kernel":
-                map_kernel(g, self.block, coop)
+                map_kernel(g, self.block, coop, unroll)
         return module
 
 
@@ -303,7 +340,7 @@ def _apply(plan: _Plan, par: Op) -> None:
                 lane0(r)
 
 
-def map_kernel(g: Graph, block: int | None = None, coop: bool = False) -> bool:
+def map_kernel(g: Graph, block: int | None = None, coop: bool = False, unroll: int = 1) -> bool:
     """Map ``g``'s top-level parallel loop in place; False when it has none."""
     ops = g.body.ops
     for i, op in enumerate(ops):
@@ -315,6 +352,9 @@ def map_kernel(g: Graph, block: int | None = None, coop: bool = False) -> bool:
                 ops[i].parent, op.parent = g.body, None
                 return True
             plan = plan_trip(op, g) if coop else _Plan(1, {})
+            if plan.lanes == 1 and unroll > 1 and unrollable(op, g):
+                ops[i:i + 1] = unroll_trip(op, g.body, block, unroll)
+                return True
             if plan.lanes == 1:
                 attrs = {"block": block or choose_block(op)}
             elif plan.lanes == WARP:
@@ -335,3 +375,137 @@ def map_kernel(g: Graph, block: int | None = None, coop: bool = False) -> bool:
         if isinstance(op, G.GpuParallel):
             return True
     return False
+
+
+# -- unrolled elementwise trips ---------------------------------------------------------------
+def unrollable(par: Op, kernel: Graph) -> bool:
+    """``par``'s trip is a plain elementwise body and no buffer is both read and written."""
+    step = _const(par.operands[2])
+    if not isinstance(step, int) or step <= 0 or par.operands[3:]:
+        return False
+    body = par.regions[0].ops
+    if not any(type(op) is L.Store for op in body):
+        return False
+    for op in body:
+        if op.regions or not (type(op) in (L.Load, L.Store) or op.has("pure")):
+            return False
+        if any(isinstance(t, VectorType) for t in [*(v.type for v in op.operands),
+                                                   *(r.type for r in op.results)]):
+            return False
+    loaded, stored = set(), set()
+    for op in kernel.walk():
+        if isinstance(op, (L.Load, L.VLoad)):
+            loaded.add(id(op.operands[0]))
+        elif op.has("writes"):
+            if not isinstance(op, (L.Store, L.VStore)):
+                return False
+            stored.add(id(op.operands[1]))
+        elif isinstance(op, L.Parallel) and op is not par:
+            return False
+    return not loaded & stored
+
+
+class _Index:
+    """Appends index arithmetic to a block, folding constants (so static sizes stay static);
+    constants go to ``consts`` (the kernel's top level), each value once."""
+
+    def __init__(self, block: Block, loc, consts: _Index | None = None):
+        self.block, self.loc = block, loc
+        self.consts = consts or self
+        self.memo: dict[int, Value] = {}
+
+    def const(self, v: int) -> Value:
+        if self.consts is not self:
+            return self.consts.const(v)
+        if v not in self.memo:
+            op = L.SConst([], [index], {"value": v}, loc=self.loc)
+            self.memo[v] = self.block.append(op).result
+        return self.memo[v]
+
+    def bin(self, fn: str, a: Value | int, b: Value | int) -> Value:
+        ca = a if isinstance(a, int) else _const(a)
+        cb = b if isinstance(b, int) else _const(b)
+        if fn in ("add", "sub") and cb == 0 or fn in ("mul", "div") and cb == 1:
+            return self.const(ca) if isinstance(a, int) else a
+        if fn == "add" and ca == 0 or fn == "mul" and ca == 1:
+            return self.const(cb) if isinstance(b, int) else b
+        if ca is not None and cb is not None:
+            return self.const(_fold(fn, ca, cb))
+        a = self.const(a) if isinstance(a, int) else a
+        b = self.const(b) if isinstance(b, int) else b
+        return self.block.append(L.BINARY_OPS[fn].build(a, b, loc=self.loc)).result
+
+
+def _fold(fn: str, a: int, b: int) -> int:
+    if fn in ("div", "rem"):
+        q = a // b  # operands here are never negative: floor and truncation agree
+        return q if fn == "div" else a - q * b
+    return {"add": a + b, "sub": a - b, "mul": a * b, "max": max(a, b), "min": min(a, b)}[fn]
+
+
+def _load_phase(body: list[Op]) -> set[int]:
+    """ids of the loads of a trip and of the ops their indices (or pointers) depend on."""
+    owner = {id(r): op for op in body for r in op.results}
+    need: set[int] = set()
+    work = [op for op in body if type(op) is L.Load]
+    while work:
+        op = work.pop()
+        if id(op) in need:
+            continue
+        need.add(id(op))
+        work.extend(owner[id(v)] for v in op.operands if id(v) in owner)
+    return need
+
+
+def unroll_trip(par: Op, top: Block, block: int | None, unroll: int) -> list[Op]:
+    """The ops replacing ``par``: its element count, then a ``loop.gpu_parallel {unroll}``
+    whose trip ``j`` covers elements ``(j div B)*U*B + u*B + (j mod B)``, ``u < U``."""
+    lb, ub = par.operands[:2]
+    step = _const(par.operands[2])
+    pre = _Index(Block(), par.loc)
+    n = pre.bin("sub", ub, lb)
+    if step != 1:
+        n = pre.bin("div", pre.bin("add", n, step - 1), step)
+    if _const(n) is None:
+        n = pre.bin("max", n, 0)  # an empty range counted as 0 elements, never negative
+    count = _const(n)
+    if block is None:
+        block = ELEMENTWISE_BLOCK
+        if count is not None:  # small static sizes: a block no wider than the work
+            block = min(block, max(WARP, (-(-count // unroll) + WARP - 1) // WARP * WARP))
+    span = unroll * block  # elements covered by one block of trips
+    trips = pre.bin("mul", pre.bin("div", pre.bin("add", n, span - 1), span), block)
+    last = pre.bin("sub", n, 1)  # read only inside trips, where n >= 1
+    zero, one = pre.const(0), pre.const(1)
+
+    old = par.regions[0]
+    body = Block([index], [old.args[0].hint])
+    ix = _Index(body, par.loc, pre)
+    j = body.args[0]
+    base = ix.bin("add", ix.bin("mul", ix.bin("div", j, block), span), ix.bin("rem", j, block))
+    loads = _load_phase(old.ops)
+    elements, maps = [], []
+    for u in range(unroll):
+        e = ix.bin("add", base, u * block)
+        at = ix.bin("add", lb, ix.bin("mul", ix.bin("min", e, last), step))
+        vmap: dict[Value, Value] = {old.args[0]: at}
+        for op in old.ops:
+            if id(op) in loads:
+                clone_op(op, vmap, body)
+        elements.append(e)
+        maps.append(vmap)
+    for e, vmap in zip(elements, maps):
+        guard = Block([index], ["g"])
+        for op in old.ops:
+            if id(op) not in loads:
+                clone_op(op, vmap, guard)
+        end = ix.bin("min", ix.bin("add", e, 1), n)
+        body.append(L.For([e, end, one], [], {}, [guard], loc=par.loc))
+    new = G.GpuParallel([zero, trips, one], [], {"block": block, "unroll": unroll}, [body],
+                        par.loc)
+    used = {id(v) for op in [*pre.block.ops, new] for inner in op.walk() for v in inner.operands}
+    out = [op for op in pre.block.ops if id(op.result) in used] + [new]  # folded leftovers go
+    for op in out:
+        op.parent = top
+    par.parent = None
+    return out

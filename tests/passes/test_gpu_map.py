@@ -3,6 +3,8 @@ IR text, and the CPU build of target="cuda" loops vs numpy (target independence)
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from lamina.ir.core import IRError
 from lamina.ir.printer import print_module
 from lamina.passes.gpu_map import GpuMap
 from lamina.passes.manager import parse_pipeline
+from lamina.passes.rewrite import clone_module
 from lamina.runtime import compile_program
 
 ELEMENTWISE = """
@@ -59,7 +62,7 @@ def _mapped(text: str, **kw) -> str:
 
 
 def test_elementwise_gets_256_threads():
-    out = _mapped(ELEMENTWISE)
+    out = _mapped(ELEMENTWISE, unroll=1)
     assert "loop.gpu_parallel %0, %1, %2 {block = 256} (%i: index)" in out
     assert "loop.parallel" not in out
 
@@ -71,18 +74,20 @@ def test_reduction_rows_get_128_threads_and_stay_sequential_inside_without_coop(
 
 
 def test_small_static_trip_count_rounds_to_a_warp_multiple():
-    assert "{block = 64}" in _mapped(SMALL)
+    assert "{block = 64}" in _mapped(SMALL, unroll=1)
 
 
 def test_forced_block_and_bad_block():
-    assert "{block = 512}" in _mapped(ELEMENTWISE, block=512)
+    assert "{block = 512}" in _mapped(ELEMENTWISE, block=512, unroll=1)
+    assert "{block = 512, unroll = 4}" in _mapped(ELEMENTWISE, block=512, unroll=4)
     with pytest.raises(ValueError, match="multiple of 32"):
         GpuMap(block=100).run(parse(ELEMENTWISE))
 
 
 def test_idempotent_and_kernels_without_parallel_untouched():
-    once = _mapped(ELEMENTWISE)
-    assert _mapped(once) == once
+    for unroll in (1, 4):
+        once = _mapped(ELEMENTWISE, unroll=unroll)
+        assert _mapped(once) == once
     seq = ELEMENTWISE.replace("loop.parallel", "loop.for")
     assert _mapped(seq) == print_module(parse(seq))
 
@@ -93,10 +98,10 @@ def test_named_in_textual_pipelines():
 
 
 def test_verifier_rejects_bad_block_attribute():
-    bad = _mapped(ELEMENTWISE).replace("{block = 256}", "{block = 33}")
+    bad = _mapped(ELEMENTWISE, unroll=1).replace("{block = 256}", "{block = 33}")
     with pytest.raises(IRError, match="multiple of 32"):
         verify(parse(bad))
-    missing = _mapped(ELEMENTWISE).replace(" {block = 256}", "")
+    missing = _mapped(ELEMENTWISE, unroll=1).replace(" {block = 256}", "")
     with pytest.raises(IRError, match="block"):
         verify(parse(missing))
 
@@ -290,3 +295,180 @@ def test_cuda_loops_layer_norm_var_log_softmax_on_the_cpu(cols):
     np.testing.assert_allclose(ln, (x - mu) / np.sqrt(v + 1e-5), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(var, x.var(1), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(ls, np.log(_softmax(x)), rtol=1e-9, atol=1e-9)
+
+
+# -- unrolled elementwise trips ---------------------------------------------------------------
+def test_elementwise_trip_is_unrolled_with_loads_first():
+    out = _mapped(ELEMENTWISE, unroll=4)
+    assert "{block = 256, unroll = 4}" in out
+    # 1000 elements, 4 per trip, 256 trips per block: one block of trips
+    assert "loop.gpu_parallel %6, %4, %3 {block = 256, unroll = 4} (%i: index)" in out
+    body = out[out.index("loop.gpu_parallel"):]
+    loads = [k for k, line in enumerate(body.splitlines()) if "loop.load" in line]
+    guards = [k for k, line in enumerate(body.splitlines()) if "loop.for" in line]
+    stores = [k for k, line in enumerate(body.splitlines()) if "loop.store" in line]
+    assert len(loads) == len(guards) == len(stores) == 4
+    assert max(loads) < min(guards)  # every element's load before the first store
+    # element u of trip j: (j div 256) * 1024 + u * 256 + j mod 256, clamped for the load
+    assert "loop.div %i, %4 : index" in body and "loop.rem %i, %4 : index" in body
+    assert body.count("loop.exp") == 4
+    # loads read element min(e, n - 1): a tail trip reads in bounds, its guard skips the store
+    assert "%5 = loop.const {value = 999} : index" in out
+    assert [line.split("=")[1].strip() for line in body.splitlines() if "loop.min" in line][:2] \
+        == ["loop.min %13, %5 : index", "loop.min %16, %5 : index"]
+    assert "loop.for %13, %26, %3 (%g: index)" in body and "%26 = loop.min %25, %1" in body
+
+
+def test_unroll_kill_switch_and_factor(monkeypatch):
+    monkeypatch.setenv("LAMINA_GPU_UNROLL", "0")
+    assert _mapped(ELEMENTWISE) == _mapped(ELEMENTWISE, unroll=1)
+    assert "unroll" not in _mapped(ELEMENTWISE)
+    assert "loop.gpu_parallel %0, %1, %2 {block = 256} (%i: index)" in _mapped(ELEMENTWISE)
+    monkeypatch.setenv("LAMINA_GPU_UNROLL", "8")
+    assert "unroll = 8" in _mapped(ELEMENTWISE)
+    monkeypatch.delenv("LAMINA_GPU_UNROLL")
+    assert "unroll = 4" in _mapped(ELEMENTWISE)
+    monkeypatch.setenv("LAMINA_GPU_UNROLL", "many")
+    with pytest.raises(ValueError, match="LAMINA_GPU_UNROLL"):
+        GpuMap().run(parse(ELEMENTWISE))
+    with pytest.raises(ValueError, match="unroll"):
+        GpuMap(unroll=99).run(parse(ELEMENTWISE))
+
+
+def test_small_static_sizes_get_a_narrow_block():
+    # 40 elements: 10 trips of 4 -> one warp
+    assert "{block = 32, unroll = 4}" in _mapped(SMALL, unroll=4)
+
+
+def test_what_is_not_unrolled():
+    # a row loop inside the trip, a row reduction, an in-place kernel: one element per trip
+    assert "unroll" not in _mapped(ROWSUM, unroll=4, coop=False)
+    assert "unroll" not in _mapped(ROWSUM, unroll=4, coop=True)
+    inplace = ELEMENTWISE.replace("loop.store %4, %b, %i", "loop.store %4, %a, %i")
+    out = _mapped(inplace, unroll=4)
+    assert "unroll" not in out and "{block = 256}" in out
+
+
+def test_verifier_rejects_bad_unroll():
+    out = _mapped(ELEMENTWISE, unroll=4)
+    with pytest.raises(IRError, match="unroll"):
+        verify(parse(out.replace("unroll = 4", "unroll = 1")))
+    lanes = _mapped(ROWSUM, coop=True).replace("lanes = 32", "lanes = 32, unroll = 4")
+    with pytest.raises(IRError, match="one lane"):
+        verify(parse(lanes))
+
+
+def _as_cpu_loops(mapped: str) -> str:
+    """The mapped module with its ``loop.gpu_parallel`` relabelled ``loop.parallel``: the CPU
+    runtime then runs exactly the rewritten trips (its thread pool splits them)."""
+    return re.sub(r"loop\.gpu_parallel (%\S+, %\S+, %\S+) \{[^}]*\}", r"loop.parallel \1", mapped)
+
+
+def _run_mapped(fn, *arrays, unroll=4):
+    """The CPU build of ``fn``'s target="cuda" loops after gpu-map; asserts the unroll."""
+    ts = [lamina.tensor(a) for a in arrays]
+    loop = lamina.compile(fn).lower(*ts, target="cuda").stages.loop
+    mapped = print_module(GpuMap(unroll=unroll).run(clone_module(loop)))
+    # a static size 0 leaves an empty kernel; otherwise every kernel is unrolled
+    assert mapped.count(f"unroll = {unroll}}}") == (mapped.count("kernel @") if arrays[0].size
+                                                     else 0)
+    return [np.asarray(o) for o in compile_program(parse(_as_cpu_loops(mapped)))(*arrays)]
+
+
+SIZES = [0, 1, 255, 256, 1023, 1024, 1025, 4097, 100003]
+
+
+def _vals(n, dtype, seed=0):
+    rng = np.random.default_rng(seed + n)
+    if dtype == "bool":
+        return rng.random(n) > 0.5
+    a = rng.uniform(-3, 3, n)
+    return (np.round(a * 20) if np.dtype(dtype).kind in "iu" else a).astype(dtype)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_unrolled_chain_on_the_cpu(n):
+    x = _vals(n, "float32")
+    (y,) = _run_mapped(lambda a: ((a * 2 + 1).relu() * a).tanh(), x)
+    ref = np.tanh(np.maximum(x * 2 + 1, 0) * x)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("unroll", [2, 3, 8])
+def test_other_factors_on_the_cpu(n, unroll):
+    x = _vals(n, "float64")
+    (y,) = _run_mapped(lambda a: a * a - 1, x, unroll=unroll)
+    np.testing.assert_array_equal(y, x * x - 1)
+
+
+CPU_OPS = {
+    "float32": (lambda a, b: a * b + a.exp(), lambda a, b: a * b + np.exp(a)),
+    "float64": (lambda a, b: (a - b).abs().sqrt(), lambda a, b: np.sqrt(np.abs(a - b))),
+    "float16": (lambda a, b: a * b - a, lambda a, b: a * b - a),
+    "int32": (lambda a, b: a * b - a // (b.abs() + 1), lambda a, b: a * b - a // (abs(b) + 1)),
+    "bool": (lambda a, b: a & ~b, lambda a, b: a & ~b),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.sampled_from(SIZES), dtype=st.sampled_from(sorted(CPU_OPS)))
+def test_unrolled_binary_ops_on_the_cpu(n, dtype):
+    fn, ref = CPU_OPS[dtype]
+    a, b = _vals(n, dtype), _vals(n, dtype, seed=7)
+    (y,) = _run_mapped(fn, a, b)
+    want = ref(a, b)
+    assert y.dtype == want.dtype
+    if dtype.startswith("float"):
+        tol = {"float16": 2e-3, "float32": 1e-5, "float64": 1e-12}[dtype]
+        np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+    else:
+        np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_unrolled_broadcast_strided_and_casts_on_the_cpu(n):
+    x, big, s = _vals(n, "float32"), _vals(3 * n, "float32", 1), _vals(1, "float32", 2)
+    i = _vals(n, "int32", 3)
+    outs = _run_mapped(lambda a, b, c, k: (a + c, b[::3] * a.flip(0), (k.float() + a).half(),
+                                           (a > 0).int() + k), x, big, s, i)
+    np.testing.assert_allclose(outs[0], x + s, rtol=1e-6)
+    np.testing.assert_allclose(outs[1], big[::3] * x[::-1], rtol=1e-6)
+    np.testing.assert_allclose(outs[2], (i.astype(np.float32) + x).astype(np.float16),
+                               rtol=1e-3)
+    np.testing.assert_array_equal(outs[3], (x > 0).astype(np.int32) + i)
+
+
+DYNAMIC = """
+kernel @k(%a: memref<?xf32, strided<[?]>>, %c: memref<?xf32, strided<[0]>>, %o: memref<?xf32>) {
+  %0 = loop.const {value = 0} : index
+  %1 = loop.const {value = 1} : index
+  %n = loop.dim %o {axis = 0} : index
+  loop.parallel %0, %n, %1 (%i: index) {
+    %x = loop.load %a, %i : f32
+    %y = loop.load %c, %i : f32
+    %z = loop.mul %x, %y : f32
+    loop.store %z, %o, %i
+  }
+}
+
+func @f(%a: memref<?xf32, strided<[?]>>, %c: memref<?xf32, strided<[0]>>) -> (memref<?xf32>) {
+  %n = loop.dim %a {axis = 0} : index
+  %o = loop.alloc %n : memref<?xf32>
+  loop.call %a, %c, %o {kernel = @k}
+  return %o
+}
+"""
+
+
+def test_dynamic_sizes_strided_and_broadcast_buffers_on_the_cpu():
+    out = _mapped(DYNAMIC, unroll=4)
+    assert "{block = 256, unroll = 4}" in out and "loop.max" in out  # n = max(dim, 0)
+    assert re.search(r"(%\d+) = loop.sub (%\d+), %\d+ : index\n(.|\n)*loop.min %\d+, \1",
+                     out)  # loads clamped to n - 1
+    prog = compile_program(parse(_as_cpu_loops(out)))
+    for n in SIZES:
+        big = _vals(2 * n, "float32")
+        c = np.broadcast_to(np.float32(1.5), (n,))
+        (y,) = prog(big[::2], c)
+        np.testing.assert_array_equal(np.asarray(y), big[::2] * np.float32(1.5))

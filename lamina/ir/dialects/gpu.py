@@ -20,6 +20,12 @@ Inside a cooperative trip (``lanes > 1``):
 - every other op runs redundantly in every lane.
 
 Without the GPU mapping these ops mean what ``loop.for`` and ``loop.store`` mean.
+
+``unroll = U`` (only with one lane per trip) records that ``gpu-map`` rewrote an
+elementwise trip to cover ``U`` elements, ``block`` apart so each access stays
+coalesced across a warp (docs/gpu.md, "Elementwise kernels"). The rewrite is
+plain loop IR; the attribute only says it happened (and which ``block`` the
+element mapping assumed).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ class GpuParallel(Parallel):
 
     name = "loop.gpu_parallel"
     attributes = ("block",)
-    optional_attributes = ("lanes", "gpu_matmul")  # gpu_matmul: see passes/lower_dot.py
+    # gpu_matmul: see passes/lower_dot.py; unroll: elements per trip (passes/gpu_map.py)
+    optional_attributes = ("lanes", "gpu_matmul", "unroll")
 
     @property
     def lanes(self) -> int:
@@ -51,6 +58,12 @@ class GpuParallel(Parallel):
         lanes = self.lanes
         if lanes not in (1, 32, block) or isinstance(lanes, bool):
             raise self.error(f"lanes must be 1, 32 or the block size {block}, got {lanes!r}")
+        if "unroll" in self.attrs:
+            u = self.attrs["unroll"]
+            if not isinstance(u, int) or isinstance(u, bool) or not 2 <= u <= 16:
+                raise self.error(f"unroll must be an integer in [2, 16], got {u!r}")
+            if lanes != 1:
+                raise self.error(f"unroll needs one lane per trip, got lanes = {lanes}")
 
 
 @register
