@@ -278,3 +278,85 @@ def test_cuda_loops_carry_no_vectors():
     assert "vector<" not in str(loop)
     with pytest.raises(ValueError, match="target"):
         lamina.compile(lambda x: x + 1).lower(_t((3,)), target="tpu")
+
+
+# -- unrolled elementwise trips (gpu-map {unroll = 4}) -------------------------------------------
+def _chain(a):
+    return ((a * 2 + 1).relu() * a).tanh()
+
+
+def _ptx_body(ptx: str) -> list[str]:
+    return [line.strip() for line in ptx.splitlines() if "ld.global" in line
+            or "st.global" in line]
+
+
+def _ptxas_registers(ptx: str, arch: str) -> int:
+    import re
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        src = f"{d}/k.ptx"
+        with open(src, "w") as f:
+            f.write(ptx)
+        r = subprocess.run([nvptx.ptxas_path(), f"-arch={arch}", "-O3", "-v", src, "-o",
+                            f"{d}/k.cubin"], capture_output=True, text=True, check=True)
+    text = r.stdout + r.stderr
+    assert "0 bytes spill stores" in text
+    return int(re.search(r"Used (\d+) registers", text).group(1))
+
+
+@pytest.mark.parametrize("n", [4096, 100003])
+def test_unrolled_chain_issues_its_loads_before_any_store(n):
+    ptx = module_ptx(_cuda_loop(_chain, _t((n,))))
+    mem = _ptx_body(ptx)
+    loads = [k for k, m in enumerate(mem) if m.startswith("ld.global")]
+    stores = [k for k, m in enumerate(mem) if m.startswith("st.global")]
+    assert len(loads) == len(stores) == 4 and max(loads) < min(stores)
+    if n % 1024 == 0:  # whole blocks of elements: no clamps, one base address + 1024 bytes
+        assert "min.s64" not in ptx
+        if nvptx.ptxas_path() is not None:
+            assert _ptxas_registers(ptx, "sm_90") <= 32  # 2048 threads per SM
+        assert [m.split()[-1] for m in mem[:4]] == ["[%rd14];", "[%rd14+1024];",
+                                                      "[%rd14+2048];", "[%rd14+3072];"]
+
+
+def test_unroll_kill_switch_gives_the_old_ptx(monkeypatch):
+    loop = _cuda_loop(_chain, _t((4096,)))
+    monkeypatch.setenv("LAMINA_GPU_UNROLL", "0")
+    mem = _ptx_body(module_ptx(loop))
+    assert [m.split()[0] for m in mem] == ["ld.global.b32", "st.global.b32"]
+
+
+UNROLL_CASES = [
+    ("chain_f32", _chain, (_t((100003,)),)),
+    ("chain_f16", _chain, (_t((4097,), "float16"),)),
+    ("binary_f64", lambda a, b: a * b - a.exp(), (_t((1025,), "float64"),
+                                                  _t((1025,), "float64", seed=1))),
+    ("int32", lambda a, b: a // (b.abs() + 1) + a % 3, (_t((1023,), "int32"),
+                                                        _t((1023,), "int32", seed=2))),
+    ("bool", lambda a, b: a & ~b, (_t((257,), "bool"), _t((257,), "bool", seed=3))),
+    ("broadcast_strided_cast", lambda a, b, c: (a.flip(0) * b[::3] + c).half(),
+     (_t((999,)), _t((2997,), seed=4), _t((), seed=5))),
+]
+
+
+@needs_ptxas
+@pytest.mark.parametrize("name,fn,args", UNROLL_CASES, ids=[c[0] for c in UNROLL_CASES])
+def test_unrolled_kernels_assemble_for_sm90_and_sm80(name, fn, args):
+    loop = _cuda_loop(fn, *args)
+    assert "unroll = 4" in str(gpu_module(loop))
+    for arch in ("sm_90", "sm_80"):
+        ptx = _assemble(loop, arch)
+        if name == "chain_f32":  # no spills; <= 40 registers: >= 6 blocks of 256 per SM
+            assert _ptxas_registers(ptx, arch) <= 40
+
+
+@needs_ptxas
+def test_unrolled_dynamic_size_kernel_assembles():
+    from tests.passes.test_gpu_map import DYNAMIC
+
+    for arch in ("sm_90", "sm_80"):
+        ptx = module_ptx(parse(DYNAMIC), arch)
+        assert ".maxntid 256" in ptx and ptx.count("min.s64") >= 4  # clamped loads, guards
+        nvptx.assemble_cubin(ptx, arch)
