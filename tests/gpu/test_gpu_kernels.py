@@ -141,3 +141,51 @@ def test_kill_switch_runs_one_trip_per_thread(dev, monkeypatch):
     (out,) = prog(DeviceArray.from_numpy(dev, x))
     np.testing.assert_allclose(out.numpy(), _softmax(x.astype(np.float64)), rtol=2e-4,
                                atol=1e-6)
+
+
+# -- unrolled elementwise kernels (gpu-map {unroll = 4}) ------------------------------------------
+EW_SIZES = [1, 255, 256, 1023, 1024, 1025, 4097, 100003]
+EW_OPS = {
+    "float32": (lambda a, b: ((a * 2 + 1).relu() * b).tanh() + a.exp(),
+                lambda a, b: np.tanh(np.maximum(a * 2 + 1, 0) * b) + np.exp(a)),
+    "float16": (lambda a, b: a * b - a, lambda a, b: a * b - a),
+    "int32": (lambda a, b: a * b - a // (b.abs() + 1),
+              lambda a, b: a * b - a // (np.abs(b) + 1)),
+}
+EW_CASES = [(d, n) for d in EW_OPS for n in EW_SIZES]
+
+
+@pytest.mark.parametrize("dtype,n", EW_CASES, ids=[f"{d}-{n}" for d, n in EW_CASES])
+def test_elementwise(dev, dtype, n):
+    fn, ref = EW_OPS[dtype]
+    a, b = _data((n,), dtype, seed=4), _data((n,), dtype, seed=5)
+    (out,) = _run(dev, fn, a, b)
+    want = ref(a, b)
+    assert out.dtype == want.dtype
+    if dtype == "int32":
+        np.testing.assert_array_equal(out, want)
+    else:
+        tol = _tol(dtype)
+        np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("n", [1, 1025, 100003])
+def test_elementwise_broadcast_strided_casts(dev, n):
+    x, big, s = _data((n,), "float32", 6), _data((3 * n,), "float32", 7), _data((), "float32", 8)
+    k = _data((n,), "int32", 9)
+    outs = _run(dev, lambda a, b, c, i: (b[::3] * a.flip(0) + c, (i.float() + a).half(),
+                                         (a > 0).int() + i), x, big, s, k)
+    np.testing.assert_allclose(outs[0], big[::3] * x[::-1] + s, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(outs[1], (k.astype(np.float32) + x).astype(np.float16),
+                               rtol=1e-3)
+    np.testing.assert_array_equal(outs[2], (x > 0).astype(np.int32) + k)
+
+
+def test_elementwise_kernels_are_unrolled(monkeypatch):
+    from lamina.backends import nvptx
+
+    x = _data((5000,), "float32")
+    loop = lamina.compile(lambda a: a * 2).lower(lamina.tensor(x), target="cuda").stages.loop
+    assert "unroll = 4" in str(nvptx.gpu_module(loop))
+    monkeypatch.setenv("LAMINA_GPU_UNROLL", "0")
+    assert "unroll" not in str(nvptx.gpu_module(loop))

@@ -24,6 +24,13 @@ warps through a 32-slot ``addrspace(3)`` array between ``llvm.nvvm.barrier0``
 calls, so every lane ends up with the whole result; a ``loop.lane0_store``
 is guarded by ``lane == 0``. The kernel carries ``"nvvm.maxntid"`` = its block
 size so ptxas sizes registers for the launch.
+
+Unrolled elementwise trips (``loop.gpu_parallel {unroll = U}``) need nothing
+here: ``gpu-map`` wrote them as plain loop IR whose program order (every load,
+then guarded math and stores) LLVM keeps. Loads stay plain ``ld.global``, not
+``ld.global.nc``: an input the kernel never stores to may still share memory
+with its output at run time (in-place ``out=``), which the non-coherent path
+does not allow.
 """
 
 from __future__ import annotations
