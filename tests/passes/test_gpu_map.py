@@ -472,3 +472,46 @@ def test_dynamic_sizes_strided_and_broadcast_buffers_on_the_cpu():
         c = np.broadcast_to(np.float32(1.5), (n,))
         (y,) = prog(big[::2], c)
         np.testing.assert_array_equal(np.asarray(y), big[::2] * np.float32(1.5))
+
+
+def test_eager_cuda_ops_run_the_unrolled_kernels_on_the_host_stand_in(monkeypatch):
+    """Eager CUDA ops (``?`` sizes, strided and broadcast layouts, in-place updates) with the
+    host stand-in running the CPU build of the *mapped* kernels (trip counts included)."""
+    from lamina.frontend import dispatch
+    from lamina.runtime import cache
+    from lamina.runtime.cuda import driver as D
+    from lamina.runtime.cuda import fake
+    from lamina.runtime.cuda import program as cuda_program
+
+    real, unrolled = cache.compile_module, []
+
+    def mapped_build(loop):
+        text = print_module(GpuMap(unroll=4).run(clone_module(loop)))
+        unrolled.append(text.count("unroll = 4"))
+        return real(parse(_as_cpu_loops(text)))
+
+    monkeypatch.setattr(cache, "compile_module", mapped_build)
+    monkeypatch.setattr(cuda_program, "_CACHE", {})
+    monkeypatch.setattr(dispatch, "_cuda_programs", {})
+    installed = not D.available()
+    if installed:
+        fake.install()
+    try:
+        for n in [1, 255, 1025, 4097, 100003]:
+            a, b = _vals(n, "float32", 1), _vals(2 * n, "float32", 2)
+            k = _vals(n, "int32", 3)
+            x, y, i = (lamina.tensor(v).cuda() for v in (a, b, k))
+            np.testing.assert_allclose((x * y[::2] + 1).cpu().numpy(), a * b[::2] + 1,
+                                       rtol=1e-6)
+            np.testing.assert_allclose((x.exp() - 2.5).half().cpu().numpy(),
+                                       (np.exp(a) - 2.5).astype(np.float16), rtol=2e-3)
+            np.testing.assert_array_equal(((i * 3) // 2 + (x > 0).int()).cpu().numpy(),
+                                          (k * 3) // 2 + (a > 0).astype(np.int32))
+            p = lamina.tensor(a).cuda()
+            p.mul_(0.9).add_(x, alpha=-0.5)
+            np.testing.assert_allclose(p.cpu().numpy(), a * np.float32(0.9) - 0.5 * a,
+                                       rtol=1e-6, atol=1e-7)
+    finally:
+        if installed:
+            fake.uninstall()
+    assert sum(unrolled) >= 5  # the elementwise kernels above were unrolled
