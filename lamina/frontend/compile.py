@@ -14,6 +14,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from lamina.frontend import guards, step_entry, trace
 from lamina.frontend.tensor import Tensor
 from lamina.ir import Module, TensorType
@@ -176,7 +178,15 @@ class CompiledFunction:
                 entry.undo()
                 raise
         before = cache_stats()
-        entry.lowered = Lowered(stages, compile_program(stages.loop, self.name))
+        entry.device = _device_of(entry, args, self.name)
+        if entry.device is None:
+            entry.lowered = Lowered(stages, compile_program(stages.loop, self.name))
+        else:
+            from lamina.runtime.cuda.program import CudaProgram
+
+            stages = self._lower_module(entry.module, "cuda")
+            entry.lowered = Lowered(stages, CudaProgram(stages.loop, entry.device, self.name),
+                                    target="cuda", arch=entry.device.arch)
         after = cache_stats()
         self.kernel_cache_hits += after["hits"] - before["hits"]
         self.llvm_compiles += after["compiles"] - before["compiles"]
@@ -305,3 +315,29 @@ def compile(fn: Callable[..., Any] | None = None, *, dynamic: bool = False,  # n
     if fn is None:
         return lambda f: CompiledFunction(f, dynamic=dynamic, fallback=fallback)
     return CompiledFunction(fn, dynamic=dynamic, fallback=fallback)
+
+
+def _device_of(entry: step_entry.Entry, args: tuple, name: str) -> Any:
+    """The CUDA device every tensor of the step lives on (None: all on the CPU), or
+    PyTorch's mixed-device error naming the compiled function."""
+    from lamina.frontend import trace as tr
+    from lamina.frontend.dispatch import devices_error
+
+    seen: dict[str, Any] = {}
+    for src in entry.sources:
+        if isinstance(src, tr.DynamicSource):
+            continue
+        t = args[src.index] if isinstance(src, tr.ArgSource) else src.get()
+        if not isinstance(t, Tensor) or t._a is None:
+            continue
+        a = t._a
+        if isinstance(a, np.ndarray):
+            if a.ndim and a.size > 1:  # 0-d / one-element host tensors mix as scalars
+                seen.setdefault("cpu", src.describe())
+        else:
+            seen.setdefault(f"cuda:{a.device.index}", a.device)
+    if len(seen) > 1:
+        a, b = sorted(seen, reverse=True)[:2]
+        entry.undo()
+        raise RuntimeError(devices_error(a, b, f"lamina.compile({name}), {seen['cpu']}"))
+    return next((d for k, d in seen.items() if k != "cpu"), None)

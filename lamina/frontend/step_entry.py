@@ -156,6 +156,7 @@ class Entry:
     eager_reason: str | None = None  # set: this signature runs eagerly
     on_abort: list[Callable[[], None]] = field(default_factory=list)
     _out_ok: bool | None = None  # whether the program takes out= (checked once)
+    device: Any = None  # the CUDA device (driver Device) the program runs on; None: CPU
     # Compute new values of captured tensors straight into their memory with the
     # runtime's out= (they alias the program's inputs). Off: today the runtime's
     # aliasing checks cost more than the copies they save (MLP 64-128-128-10 step:
@@ -186,10 +187,20 @@ class Entry:
         arrays = []
         for src in self.sources:
             if isinstance(src, trace.DynamicSource):
-                arrays.append(src.fn(ctx))
+                value = src.fn(ctx)
+                if self.device is not None:  # hyperparameters, random state: uploaded
+                    from lamina.runtime.cuda.array import CudaArray
+
+                    value = CudaArray.from_numpy(self.device, value)
+                arrays.append(value)
                 continue
             t = args[src.index] if isinstance(src, trace.ArgSource) else src.get()
             a = t._a
+            if self.device is not None and isinstance(a, np.ndarray):  # a host scalar
+                from lamina.runtime.cuda.array import CudaArray
+
+                arrays.append(CudaArray.from_numpy(self.device, a))
+                continue
             arrays.append(a if a.flags.c_contiguous else contiguous(t)._a)
         return arrays
 
@@ -199,7 +210,13 @@ class Entry:
 
         for src, i in self.writes:
             t = src.get()
-            if results[i] is not t._a:  # computed in place when the runtime took out=
+            if results[i] is t._a:  # computed in place when the runtime took out=
+                pass
+            elif self.device is not None:
+                from lamina.frontend.transfer import device_write
+
+                device_write(t, Tensor._wrap(results[i], t.dtype))
+            else:
                 np.copyto(t._a, results[i], casting="no")
             bump_version(t._a)
         for t, kind, obj in self.grads:

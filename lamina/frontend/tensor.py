@@ -80,7 +80,9 @@ class Tensor:
     @property
     def device(self) -> device:
         a = self._a
-        if a is None or type(a) is np.ndarray:
+        if a is None:  # symbolic: the device of the traced program's inputs
+            return getattr(self._trace, "device", None) or cpu
+        if type(a) is np.ndarray:
             return cpu
         return device("cuda", a.device.index)
 

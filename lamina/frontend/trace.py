@@ -105,8 +105,10 @@ class DynamicSource:
 Source = ArgSource | TensorSource | GradSource | ItemSource | DynamicSource
 
 
-def _view_key(a: np.ndarray) -> tuple:
-    return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+def _view_key(a: Any) -> tuple:
+    """Identity of a view's memory (host arrays and CUDA device arrays alike)."""
+    ptr = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else ("cuda", a.ptr)
+    return (ptr, a.shape, a.strides, a.dtype.str)
 
 
 class Trace:
@@ -118,6 +120,8 @@ class Trace:
         self.graph = Graph(name, types, [f"arg{i}" for i in range(len(inputs))])
         self.builder = Builder(self.graph.body)
         self.sources: list[Source] = [ArgSource(i) for i in range(len(inputs))]
+        # the device symbolic tensors report: the program runs where its inputs live
+        self.device = next((t.device for t in inputs if t.is_cuda), None)
         self.captured: list[Tensor] = []  # concrete tensors read by the function
         self._current: dict[tuple, Value] = {}  # view key -> its value now
         self._owners: dict[int, tuple] = {}  # storage owner id -> the one view key used

@@ -41,10 +41,7 @@ def to_device(t: Tensor, spec: Any, copy: bool = False) -> Tensor:
     from lamina.frontend import ops
 
     d = check_device(spec, "to")
-    if t._a is None:
-        if d.type != "cpu":
-            raise NotImplementedError("to(): moving a traced tensor inside lamina.compile to "
-                                      f"{d} is not supported yet")
+    if t._a is None:  # traced: the whole program runs on the device of its inputs
         return ops.clone(t) if copy else t
     if of_array(t._a) == d:
         return ops.clone(t) if copy else t

@@ -332,3 +332,68 @@ def test_without_a_gpu_cuda_is_a_clear_error():
     finally:
         if stand_in:
             fake.install()
+
+
+# -- lamina.compile on the GPU ------------------------------------------------------------------
+class _Net(nn.Module):
+    """Conv + BatchNorm + pool + linear: every kind of kernel of a training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.fc(lamina.flatten(F.max_pool2d(F.relu(self.bn(self.conv(x))), 2), 1))
+
+
+def _compiled_steps(dev: str, opt_name: str, n: int = 3) -> list[np.ndarray]:
+    lamina.manual_seed(0)
+    net = _Net().to(dev)
+    opt = (lamina.optim.SGD(net.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd" else
+           lamina.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2))
+    d = _data()
+    x = lamina.tensor(d["img"]).to(dev)
+    y = lamina.tensor([0, 2]).to(dev)
+
+    @lamina.compile
+    def step(x, y):
+        loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    losses = [step(x, y) for _ in range(n)]
+    assert step.compiles == 1 and all(loss.device.type == lamina.device(dev).type
+                                      for loss in losses)
+    state = [t.cpu().numpy() for t in net.state_dict().values()]
+    return [np.array([loss.item() for loss in losses])] + state
+
+
+@pytest.mark.parametrize("opt_name", ["adamw", "sgd"])
+def test_compiled_training_step_on_cuda_equals_cpu(cuda_device, opt_name):
+    got, want = _compiled_steps(cuda_device, opt_name), _compiled_steps("cpu", opt_name)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_function_on_cuda(cuda_device):
+    a = np.random.default_rng(3).standard_normal((33, 65)).astype(np.float32)
+    w = np.random.default_rng(4).standard_normal((65, 17)).astype(np.float32)
+    wt = lamina.tensor(w).to(cuda_device)
+    f = lamina.compile(lambda x: lamina.softmax(x @ wt, 1).sum(0))
+    out = f(lamina.tensor(a).to(cuda_device))
+    assert out.device.type == "cuda"
+    z = a.astype(np.float64) @ w
+    e = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(out.cpu().numpy(), (e / e.sum(1, keepdims=True)).sum(0),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_function_with_mixed_devices_is_an_error(cuda_device):
+    w = lamina.ones(4, 4)  # stays on the CPU
+    f = lamina.compile(lambda x: x @ w)
+    with pytest.raises(RuntimeError, match="same device.*lamina.compile"):
+        f(lamina.ones(3, 4).to(cuda_device))
