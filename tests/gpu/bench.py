@@ -95,15 +95,18 @@ def main() -> int:
         tt = _time(lambda: ta @ tb, torch.cuda.synchronize, reps=10, rounds=3)
         other = f"torch {2 * m ** 3 / tt / 1e12:.1f} TFLOP/s  ratio {tt / t:.2f}x"
     rows.append(("matmul 4096 f32", f"{2 * m ** 3 / t / 1e12:.2f} TFLOP/s", other))
-    rows.append(_training_step(rng, has_torch))
+    rows.append(_training_step(rng, has_torch, compiled=False))
+    rows.append(_training_step(rng, has_torch, compiled=True))
     print("\nsummary")
     for r in rows:
         print(f"  {r[0]:<28} {r[1]:>16}   {r[2]}")
     return 0
 
 
-def _training_step(rng: np.random.Generator, has_torch: bool) -> tuple[str, str, str]:
-    """Digits CNN (conv, BatchNorm, pool, linear) eager training step with Adam, batch 64."""
+def _training_step(rng: np.random.Generator, has_torch: bool,
+                   compiled: bool) -> tuple[str, str, str]:
+    """Digits CNN (conv, BatchNorm, pool, linear) training step with AdamW, batch 64: eager
+    or through ``lamina.compile`` (one program), vs PyTorch CUDA eager."""
     import os
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
@@ -114,6 +117,8 @@ def _training_step(rng: np.random.Generator, has_torch: bool) -> tuple[str, str,
     lamina.manual_seed(0)
     model = _models(lamina)["cnn"]().to("cuda")
     step = _step_fn(lamina, model, _optimizer(lamina, "AdamW", model))
+    if compiled:
+        step = lamina.compile(step)
     x, y = lamina.from_numpy(xa).cuda(), lamina.from_numpy(ya).cuda()
     t = _time(lambda: step(x, y), lamina.cuda.synchronize, reps=10)
     other = ""
@@ -127,7 +132,8 @@ def _training_step(rng: np.random.Generator, has_torch: bool) -> tuple[str, str,
         tx, ty = torch.from_numpy(xa).cuda(), torch.from_numpy(ya).cuda()
         tt = _time(lambda: ts(tx, ty), torch.cuda.synchronize, reps=10)
         other = f"torch {tt * 1e3:.2f} ms  ratio {tt / t:.2f}x"
-    return ("digits CNN step (AdamW) eager", f"{t * 1e3:.2f} ms", other)
+    what = "compiled" if compiled else "eager"
+    return (f"digits CNN step (AdamW) {what}", f"{t * 1e3:.2f} ms", other)
 
 
 if __name__ == "__main__":
