@@ -17,6 +17,7 @@ from lamina.frontend import dispatch, trace
 from lamina.frontend import dtypes as dt
 from lamina.frontend.tensor import Tensor, _dim
 from lamina.ir import Builder, Value
+from lamina.ir.types import i64
 
 Number = (bool, int, float)
 
@@ -498,18 +499,22 @@ def _reduce(fn: str, x: Tensor, dim: Any, keepdim: bool, dtype: dt.dtype | None 
     base_fn = "sum" if fn == "mean" else fn
     # the mean of float16/bfloat16 is scaled in float32 and rounded once, like PyTorch's
     acc_dtype = dt.float32 if fn == "mean" and out_dtype in _HALF else out_dtype
-    n = 1
-    for d in dims:
-        n *= x.shape[d]
-
     def semantic(b: Builder, v: Value) -> Value:
         if base_fn in ("sum", "prod") and v.type.dtype != acc_dtype.ir:
             v = b("tensor.cast", v, dtype=acc_dtype.ir)
-        if dims:
+        if fn == "mean" and any(x.shape[d] is None for d in dims):
+            # ``?`` reduced sizes (dynamic=True): divide the sum by the count read from the IR
+            total = b("tensor.sum", v, dims=dims, keepdim=keepdim)
+            n = b("tensor.cast", count_value(b, v, dims), dtype=acc_dtype.ir)
+            v = b("tensor.div", total, n)
+        elif dims:
             v = b(f"tensor.{fn}", v, dims=dims, keepdim=keepdim)
         return v if v.type.dtype == out_dtype.ir else b("tensor.cast", v, dtype=out_dtype.ir)
 
     def eager() -> Tensor:
+        n = 1
+        for d in dims:
+            n *= x.shape[d]
         if not dims:
             result = cast(x, out_dtype) if out_dtype is not x._dtype else clone(x)
         elif n == 0 or x.numel() == 0:
@@ -530,6 +535,52 @@ def _reduce(fn: str, x: Tensor, dim: Any, keepdim: bool, dtype: dt.dtype | None 
         return Tensor._wrap(result._a.reshape(keep_shape), out_dtype) if keepdim else result
 
     return dispatch.apply(fn, semantic, (x,), eager)
+
+
+def count_value(b: Builder, v: Value, dims: Sequence[int]) -> Value:
+    """The number of elements of ``v`` along ``dims`` as a 0-d i64 value, read at run time
+    where a size is ``?`` (the largest index along the axis, plus one), static otherwise.
+
+    The ``iota_like`` reads no data: the reduction only counts trips over ``v``'s shape.
+    An empty ``?`` axis counts as 0 (not the overflowing "largest index").
+    """
+    static = 1
+    total = None
+    for d in dims:
+        size = v.type.shape[d]
+        if size is not None:
+            static *= size
+            continue
+        ids = b("prim.iota_like", v, dim=d, dtype=i64)
+        last = b("prim.reduce_max", ids, axes=tuple(range(v.type.rank)))
+        one = b("prim.const", value=1, shape=(), dtype=i64)
+        zero = b("prim.const", value=0, shape=(), dtype=i64)
+        n = b("prim.max", b("prim.add", last, one), zero)
+        total = n if total is None else b("prim.mul", total, n)
+    if total is None or static != 1:
+        c = b("prim.const", value=static, shape=(), dtype=i64)
+        total = c if total is None else b("prim.mul", total, c)
+    return total
+
+
+def numel_tensor(x: Tensor, dims: Sequence[int] | None = None,
+                 dtype: dt.dtype | None = None) -> Tensor:
+    """How many elements ``x`` has along ``dims`` (all when None) as a 0-d tensor, exact
+    inside ``lamina.compile(dynamic=True)`` where a size is symbolic (``None``)."""
+    dims = tuple(range(x.ndim)) if dims is None else tuple(_dim(d, x.ndim, "numel") for d in dims)
+    out = dtype or dt.int64
+
+    def build(b: Builder, v: Value) -> Value:
+        n = count_value(b, v, dims)
+        return n if out.ir == i64 else b("prim.cast", n, dtype=out.ir)
+
+    def eager() -> Tensor:
+        n = 1
+        for d in dims:
+            n *= x.shape[d]
+        return full((), n, dtype=out)
+
+    return dispatch.apply("numel", build, (x,), eager)
 
 
 def sum(input: Tensor, dim: Any = None, keepdim: bool = False, *,  # noqa: A001

@@ -23,7 +23,7 @@ import numpy as np
 
 from lamina.frontend import dispatch, trace, views
 from lamina.frontend import dtypes as dt
-from lamina.frontend.ops import _check_tensor, add, mul, sub, zeros
+from lamina.frontend.ops import _check_tensor, add, div, mul, numel_tensor, sub, zeros
 from lamina.frontend.tensor import Tensor
 from lamina.ir import Builder, Value
 
@@ -544,11 +544,13 @@ def batch_norm(input: Tensor, weight: Tensor | None, bias: Tensor | None,
                     (running_var, "running_var")):
         _param(p, x, op, what, (c,))
     stats_axes = (0, *range(2, x.ndim))
-    n = x.numel() // c if c else 0
+    # ``?`` batch size (compile(dynamic=True)): the count is a traced value, checked by nobody
+    n: Any = numel_tensor(x, stats_axes, _compute(x.dtype)) if None in x.shape else (
+        x.numel() // c if c else 0)
     if not training and (running_mean is None or running_var is None):
         raise RuntimeError(f"{op}: running_mean and running_var must be defined in evaluation "
                            "mode")
-    if training and n <= 1:
+    if training and isinstance(n, int) and n <= 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input "
                          f"size {list(x.shape)}")
     per_channel = (1, c) + (1,) * (x.ndim - 2)
@@ -560,7 +562,7 @@ def batch_norm(input: Tensor, weight: Tensor | None, bias: Tensor | None,
             y, _, _ = _normalize(b, xv, stats_axes, inv_n, e)
             return _affine(b, y, *_unpack(b, params, weight, bias, per_channel), x.dtype)
 
-        args = (x, *_present(weight, bias), 1.0 / n, float(eps))
+        args = (x, *_present(weight, bias), _inverse(n), float(eps))
 
         def eager() -> Tensor:
             return _batch_norm_train(x, weight, bias, running_mean, running_var, momentum,
@@ -628,15 +630,20 @@ def _run_norm(key: tuple, build: Any, x: Tensor, arrays: list, eps: float,
     return res
 
 
+def _inverse(n: Any) -> Any:
+    """``1 / n`` for a count that is an int, or a 0-d tensor under a symbolic batch size."""
+    return 1.0 / n if isinstance(n, int) else div(1.0, n)
+
+
 def _traced_running_stats(x: Tensor, running_mean: Tensor | None,
-                          running_var: Tensor | None, momentum: float | None, n: int,
+                          running_var: Tensor | None, momentum: float | None, n: Any,
                           axes: tuple[int, ...]) -> None:
     from lamina.frontend.ops import sum as total
 
     m = 0.1 if momentum is None else momentum
-    mean = mul(total(x, axes), 1.0 / n)
+    mean = mul(total(x, axes), _inverse(n))
     centred = sub(x, views.reshape(mean, (1, -1) + (1,) * (x.ndim - 2)))
-    unbiased = mul(total(mul(centred, centred), axes), 1.0 / (n - 1))
+    unbiased = mul(total(mul(centred, centred), axes), _inverse(n - 1))
     for buf, stat in ((running_mean, mean), (running_var, unbiased)):
         if buf is not None:
             buf.copy_(add(mul(buf, 1.0 - m), mul(stat, m)))

@@ -18,9 +18,55 @@ from lamina.frontend.tensor import Tensor, _dim
 def _sizes(args: tuple, op: str) -> tuple[int, ...]:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = tuple(args[0])
-    if not all(isinstance(d, int) and not isinstance(d, bool) for d in args):
+    if not all(d is None or isinstance(d, int) and not isinstance(d, bool) for d in args):
         raise TypeError(f"{op}(): expected a sequence of ints, got {args!r}")
     return tuple(args)
+
+
+def _symbolic_reshape(x: Tensor, shape: tuple, op: str) -> Tensor | None:
+    """``x`` reshaped when its leading sizes are ``?`` (``dynamic=True``), else None.
+
+    ``x.size(0)`` of such a tensor is ``None``; a reshape keeps those leading axes when
+    it names them ``None`` (``x.view(x.size(0), -1)``) or as the only ``-1``
+    (``x.view(-1, 64)``), and reshapes the static rest (``prim.reshape_tail``).
+    """
+    if None not in x.shape and None not in shape:
+        return None
+    keep = 0
+    while keep < x.ndim and x.shape[keep] is None:
+        keep += 1
+    tail = tuple(x.shape[keep:])
+
+    def fail(why: str) -> RuntimeError:
+        dims = [("?" if d is None else d) for d in x.shape]
+        return RuntimeError(f"{op}: cannot reshape a tensor of shape {dims} (? = the symbolic "
+                            f"batch size of lamina.compile(dynamic=True)) to "
+                            f"{list(shape)}: {why}; keep the batch dimension first, e.g. "
+                            f"x.view(x.size(0), -1) or x.flatten(1)")
+
+    if None in tail:
+        raise fail("only leading sizes may be symbolic")
+    head, rest = shape[:keep], shape[keep:]
+    if len(head) < keep or None in rest:
+        raise fail("the symbolic sizes must stay where they are")
+    if any(d is not None for d in head):
+        # ``-1`` may name the batch axis when the rest is static and complete
+        if keep != 1 or head != (-1,) or -1 in rest:
+            raise fail("the symbolic sizes must stay where they are")
+    numel = 1
+    for d in tail:
+        numel *= d
+    try:
+        rest = _infer_size(tuple(rest), numel, op)
+    except RuntimeError as e:
+        raise fail(f"{e} per batch position") from None
+    from lamina.passes import lower_shape  # noqa: F401  (registers reshape_tail's rules)
+
+    def make() -> Tensor:
+        raise RuntimeError(f"{op}: symbolic sizes outside lamina.compile")
+
+    out = tuple(x.shape[:keep]) + tuple(rest)
+    return _view("prim.reshape_tail", x, make, keep=keep, shape=out)
 
 
 def _infer_size(shape: tuple[int, ...], numel: int, op: str) -> tuple[int, ...]:
@@ -47,7 +93,11 @@ def _view(op: str, x: Tensor, make: Any, **attrs: Any) -> Tensor:
 
 
 def view(x: Tensor, *shape: Any) -> Tensor:
-    shape = _infer_size(_sizes(shape, "view"), x.numel(), "view")
+    shape = _sizes(shape, "view")
+    sym = _symbolic_reshape(x, shape, "view")
+    if sym is not None:
+        return sym
+    shape = _infer_size(shape, x.numel(), "view")
 
     def make() -> Tensor:
         v = x._a.view()
@@ -65,7 +115,11 @@ def view(x: Tensor, *shape: Any) -> Tensor:
 
 
 def reshape(x: Tensor, *shape: Any) -> Tensor:
-    shape = _infer_size(_sizes(shape, "reshape"), x.numel(), "reshape")
+    shape = _sizes(shape, "reshape")
+    sym = _symbolic_reshape(x, shape, "reshape")
+    if sym is not None:
+        return sym
+    shape = _infer_size(shape, x.numel(), "reshape")
 
     def make() -> Tensor:
         v = x._a.view()
@@ -186,8 +240,27 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 def view_or_reshape(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Adding or removing size-1 axes is always a view."""
+    if None in x.shape:
+        return _symbolic_units(x, tuple(shape))
     return _view("tensor.reshape", x, lambda: Tensor._wrap(x._a.reshape(shape), x._dtype),
                  shape=shape)
+
+
+def _symbolic_units(x: Tensor, shape: tuple) -> Tensor:
+    """Size-1 axes added or removed around ``?`` sizes: inserted axes are a broadcast (which
+    keeps ``?`` axes linked), removed ones after the leading ``?`` axes a ``reshape_tail``."""
+    dims: list[int] = []
+    for i, d in enumerate(shape):
+        if len(dims) < x.ndim and x.shape[len(dims)] == d:
+            dims.append(i)
+        elif d != 1:
+            dims = []
+            break
+    if len(dims) == x.ndim:
+        return _view("prim.broadcast", x, lambda: x, shape=shape, dims=tuple(dims))
+    sym = _symbolic_reshape(x, shape, "view")
+    assert sym is not None
+    return sym
 
 
 def getitem(x: Tensor, key: Any) -> Tensor:

@@ -126,7 +126,7 @@ def _check_targets(safe: Tensor, n_classes: int) -> None:
     ``safe`` holds the targets with ignored ones replaced by 0."""
     from lamina.frontend.compile import is_compiling
 
-    if safe.numel() == 0 or is_compiling():  # traced: the gather clamps, nothing to check
+    if is_compiling() or safe.numel() == 0:  # traced: the gather clamps, nothing to check
         return
     lo, hi = int(safe.amin()), int(safe.amax())
     if lo < 0 or hi >= n_classes:

@@ -73,8 +73,10 @@ class IREmitter:
 
     def shape(self, x: Value) -> tuple[int, ...]:
         t = x.type
-        if not isinstance(t, TensorType) or not t.is_static:
-            raise IRError(f"autodiff needs static shapes, got {t}")
+        if not isinstance(t, TensorType):
+            raise IRError(f"autodiff needs tensors, got {t}")
+        # ``?`` sizes (compile(dynamic=True)) pass through: rules that do arithmetic on a
+        # size fail on None, which the caller reports
         return tuple(t.shape)  # type: ignore[arg-type]
 
     def dtype(self, x: Value) -> ScalarType:
@@ -140,7 +142,11 @@ def _const(e: Emitter, value: float, like: X) -> X:
     dtype = e.dtype(like)
     v: int | float | bool = float(value) if dtype.is_float else (
         bool(value) if dtype.is_bool else int(value))
-    return e.prim("prim.const", value=v, shape=tuple(e.shape(like)), dtype=dtype)
+    shape = tuple(e.shape(like))
+    if None in shape:  # a ``?`` size: a 0-d constant broadcast where it meets ``like``
+        c = e.prim("prim.const", value=v, shape=(), dtype=dtype)
+        return e.prim("prim.broadcast", c, shape=shape, dims=())
+    return e.prim("prim.const", value=v, shape=shape, dtype=dtype)
 
 
 def _zeros(e: Emitter, like: X) -> X:

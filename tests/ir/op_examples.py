@@ -380,3 +380,9 @@ EXAMPLES.update({
                                      "output = [3, 4]", "tensor<2x?x3x4xf32>"),
 })
 EXAMPLES["loop.lane0_store"] = EXAMPLES["loop.lane_for"]  # that kernel ends with one
+
+# -- movement under ? leading sizes (lamina.ir.dialects.prim_shape) ----------------------------
+EXAMPLES["prim.reshape_tail"] = _func(
+    "%x: tensor<?x2x3xf32>",
+    ["%0 = prim.reshape_tail %x {keep = 1, shape = [?, 6]} : tensor<?x6xf32>", "return %0"],
+    "tensor<?x6xf32>")

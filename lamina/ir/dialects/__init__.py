@@ -6,6 +6,7 @@ from lamina.ir.dialects import (
     prim_conv,
     prim_index,
     prim_random,
+    prim_shape,
     tensor,
     tensor_conv,
 )

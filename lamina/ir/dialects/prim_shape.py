@@ -1,0 +1,58 @@
+"""Prim dialect extension: movement over values whose leading sizes are ``?``.
+
+``prim.reshape`` needs static shapes (its lowering unravels a flat index by
+static sizes). A step compiled with ``dynamic=True`` still flattens its
+activations: ``x.flatten(1)`` or ``x.view(x.size(0), -1)`` on a
+``tensor<?x4x4x4xf32>``. ``prim.reshape_tail`` is that reshape: it keeps the
+first ``keep`` axes (which may be ``?``) and reshapes the static rest, so its
+lowering stays a static index remapping per kept position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lamina.ir.core import IRError, register
+from lamina.ir.dialects.prim import Prim, _tensor
+from lamina.ir.types import TensorType
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+@register
+class ReshapeTail(Prim):
+    """Keep axes ``[0, keep)``, reshape the static others: out.shape = ``shape``."""
+
+    name = "prim.reshape_tail"
+    num_operands = 1
+    attributes = ("keep", "shape")
+    traits = frozenset({"pure", "movement"})
+
+    @classmethod
+    def infer(cls, operand_types: list[Any], attrs: dict[str, Any]) -> list[TensorType]:
+        t = _tensor(operand_types[0], cls.name)
+        keep, shape = attrs["keep"], attrs["shape"]
+        if not isinstance(keep, int) or isinstance(keep, bool) or not 0 <= keep <= t.rank:
+            raise IRError(f"{cls.name}: keep must be in [0, {t.rank}], got {keep!r}")
+        if not isinstance(shape, tuple) or len(shape) < keep:
+            raise IRError(f"{cls.name}: shape must list at least {keep} sizes, got {shape!r}")
+        if tuple(shape[:keep]) != t.shape[:keep]:
+            raise IRError(f"{cls.name}: the kept sizes {list(shape[:keep])} must be the "
+                          f"operand's {list(t.shape[:keep])}")
+        src, dst = t.shape[keep:], shape[keep:]
+        if not all(isinstance(d, int) and d >= 0 for d in (*src, *dst)):
+            raise IRError(f"{cls.name}: the reshaped sizes must be static, got {list(src)} -> "
+                          f"{list(dst)}")
+        if _product(src) != _product(dst):
+            raise IRError(f"{cls.name}: cannot reshape {list(t.shape)} to {list(shape)} "
+                          f"({_product(src)} vs {_product(dst)} elements per kept position)")
+        return [t.with_shape(tuple(shape))]
+
+    def size_links(self) -> list[tuple[int, int, int]]:
+        """The kept axes are the operand's (what the run-time size solver needs)."""
+        return [(0, a, a) for a in range(self.attrs["keep"])]

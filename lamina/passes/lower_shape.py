@@ -1,0 +1,51 @@
+"""Lowering, derivative and reference rules of ``prim.reshape_tail`` (``ir/dialects/prim_shape``).
+
+The kept axes pass their index through; the static tail is remapped like a
+static reshape (row-major flat index, unravelled by the operand's tail sizes).
+Importing this module registers the rules (the frontend does, before it
+records the op).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lamina.ir.core import Op, Value
+from lamina.ir.dialects import prim_shape as PS
+from lamina.passes import lower_eval
+from lamina.passes.vjp_rules import vjp
+
+
+def _reshape_tail_at(ev: Any, op: Op, idx: tuple) -> Value:
+    (x,) = op.operands
+    keep = op.attrs["keep"]
+    src_tail, dst_tail = x.type.shape[keep:], op.result.type.shape[keep:]
+    kb = ev.kb
+    live_d = [(k, d) for k, d in enumerate(dst_tail) if d != 1]
+    live_s = [(k, d) for k, d in enumerate(src_tail) if d != 1]
+    src = list(idx[:keep]) + [kb.index(0)] * len(src_tail)
+    if len(live_s) == 1 and len(live_d) == 1:
+        src[keep + live_s[0][0]] = idx[keep + live_d[0][0]]
+        return ev.at(x, tuple(src))
+    flat = None
+    for k, d in live_d:
+        flat = idx[keep + k] if flat is None else ev.add(ev.mulc(flat, d), idx[keep + k])
+    if flat is None:
+        return ev.at(x, tuple(src))
+    for k, d in reversed(live_s[1:]):
+        src[keep + k] = ev.ix("loop.rem", flat, kb.index(d))
+        flat = ev.ix("loop.div", flat, kb.index(d))
+    if live_s:
+        src[keep + live_s[0][0]] = flat
+    return ev.at(x, tuple(src))
+
+
+lower_eval.register_rule(PS.ReshapeTail, _reshape_tail_at)
+
+
+@vjp("prim.reshape_tail")
+def _reshape_tail_vjp(e: Any, attrs: dict, inputs: list, outputs: list, cts: list,
+                      need: list) -> list:
+    shape = tuple(e.shape(inputs[0]))
+    return [e.prim("prim.reshape_tail", cts[0], keep=attrs["keep"], shape=shape)]
+
