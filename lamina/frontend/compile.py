@@ -125,7 +125,7 @@ class CompiledFunction:
 
     def _trace_entry(self, args: tuple) -> step_entry.Entry:
         types = None
-        if self.dynamic:
+        if self.dynamic and guards.one_batch(args):
             types = [TensorType((None, *a.shape[1:]) if a.ndim else (), a.dtype.ir)
                      for a in args if isinstance(a, Tensor)]
         return step_entry.trace_step(self.fn, self.name, args, types)

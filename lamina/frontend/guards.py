@@ -52,7 +52,19 @@ def arg_key(a: Any, dynamic: bool) -> tuple:
                     f"{type(a).__name__}")
 
 
+def one_batch(args: Sequence[Any]) -> bool:
+    """Whether every tensor argument with a leading axis has the same leading size.
+
+    A ``dynamic=True`` program gives each argument a ``?`` leading size and its kernels
+    take a size wherever the shapes say two axes meet, so it may only run when those
+    sizes agree; other calls are specialised on their shapes."""
+    from lamina.frontend.tensor import Tensor
+
+    return len({a.shape[0] for a in args if isinstance(a, Tensor) and a.ndim}) <= 1
+
+
 def signature(args: Sequence[Any], dynamic: bool = False) -> tuple:
+    dynamic = dynamic and one_batch(args)
     return tuple(arg_key(a, dynamic) for a in args)
 
 

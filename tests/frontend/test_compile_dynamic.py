@@ -196,3 +196,20 @@ def test_mlp_step_any_batch_size_matches_eager(n, seed):
     for (k, a), b in zip(_HYP_MODEL.state_dict().items(), _HYP_EAGER.state_dict().values()):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
     assert _HYP_COMPILED.compiles == 1
+
+
+def test_arguments_with_different_batch_sizes_are_specialised():
+    # the ``?`` sizes of one program must agree at run time (its kernels take a size from
+    # whichever operand holds it): other calls get a program specialised on their shapes
+    f = lamina.compile(lambda x, z: x + z, dynamic=True)
+    a = np.arange(8, dtype=np.float32).reshape(4, 2)
+    np.testing.assert_allclose(f(lamina.from_numpy(a), lamina.from_numpy(a)).numpy(), a + a)
+    b = np.ones((1, 2), np.float32)
+    with pytest.warns(RuntimeWarning, match="recompiling"):
+        got = f(lamina.from_numpy(a[:3]), lamina.from_numpy(b))
+    np.testing.assert_allclose(got.numpy(), a[:3] + b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(f(lamina.from_numpy(a[:2]), lamina.from_numpy(a[:2])).numpy(),
+                                   a[:2] * 2)
+    assert f.compiles == 2
