@@ -47,6 +47,9 @@ from lamina.passes.lower_reduce import accumulator_type
 MR = 8  # rows of A per tile (B-row form)
 NV = 2  # vectors of B per tile row (B-row form)
 NT_ROWS, NT_COLS = 4, 4  # tile of the K-vector form
+# A column block of B (K x block columns, a whole number of register tiles wide) is sized
+# to about PANEL_BYTES so it stays in L2 (1 MiB per core here) while all row tiles use it.
+PANEL_BYTES = 512 << 10
 GPU_TILE = (128, 128, 8)  # (M, N, K) of one GPU output tile and of its shared-memory step
 # static products with fewer big tiles than this (an SM or so each) use GPU_SMALL_TILE
 GPU_SMALL_TILE, GPU_SMALL_BELOW = (64, 64, 8), 128
@@ -158,22 +161,47 @@ class _Tiling:
         return v
 
     # -- structure ----------------------------------------------------------------------
-    def rows(self, tile_rows: int, body: Callable[[list[Value], Value], None]) -> None:
-        """Parallel over (batch, row tiles); ``body(batch_index, first_row)``."""
+    def panel_cols(self, tile_cols: int) -> Value:
+        """Columns of one block of B: K x columns is about PANEL_BYTES (at least one tile)."""
+        kb = self.kb
+        tile_bytes = kb.emit("loop.mul", kb.emit("loop.max", self.k, kb.index(1)),
+                             kb.index(tile_cols * self.rhs.type.dtype.itemsize))
+        count = kb.emit("loop.div", kb.index(PANEL_BYTES), tile_bytes)
+        count = kb.emit("loop.max", count, kb.index(1))
+        return kb.emit("loop.mul", count, kb.index(tile_cols))
+
+    def tiles(self, tile_rows: int, block_cols: Value,
+              body: Callable[[list[Value], Value, Value, Value], None]) -> None:
+        """Parallel over (batch, column blocks, row tiles), row tiles fastest;
+        ``body(batch_index, first_row, first_col, end_col)`` for columns ``[first, end)``.
+
+        Consecutive trips share one column block, so the block's panel of B (K x
+        ``block_cols``) stays in L2 while the row tiles of A stream past it: each thread
+        runs a contiguous range of trips, and B is read from memory about once per
+        thread instead of once per row tile.
+        """
         kb = self.kb
         tiles = kb.emit("loop.div", kb.emit("loop.add", self.m, kb.index(tile_rows - 1)),
                         kb.index(tile_rows))
-        trips = tiles
+        last = kb.emit("loop.sub", kb.emit("loop.add", self.n, block_cols), kb.index(1))
+        blocks = kb.emit("loop.div", last, block_cols)
+        trips = kb.emit("loop.mul", tiles, blocks)
         for d in self.batch_dims:
             trips = kb.emit("loop.mul", trips, d)
         with kb.loop(kb.index(0), trips, kb.index(1), parallel=True) as lp:
             rest = kb.emit("loop.div", lp.iv, tiles)
             m0 = kb.emit("loop.mul", kb.emit("loop.rem", lp.iv, tiles), kb.index(tile_rows))
+            if kb.const_of(blocks) == 1:  # static bounds let LLVM unroll small products
+                n0, n1 = kb.index(0), self.n
+            else:
+                n0 = kb.emit("loop.mul", kb.emit("loop.rem", rest, blocks), block_cols)
+                n1 = kb.emit("loop.min", kb.emit("loop.add", n0, block_cols), self.n)
+                rest = kb.emit("loop.div", rest, blocks)
             batch: list[Value] = [None] * self.nb
             for i in reversed(range(self.nb)):
                 batch[i] = rest if i == 0 else kb.emit("loop.rem", rest, self.batch_dims[i])
                 rest = kb.emit("loop.div", rest, self.batch_dims[i])
-            body(batch, m0)
+            body(batch, m0, n0, n1)
 
     def clamped(self, first: Value, offset: int, size: Value) -> Value:
         kb = self.kb
@@ -240,20 +268,23 @@ def _b_rows(t: _Tiling) -> None:
                 ix = (*batch, row, Lane(col) if nvec else col)
                 t.store(valid[r], accs[r * max(nvec, 1) + j], ix, (*batch, row, col))
 
-    def body(batch: list, m0: Value) -> None:
+    step = kb.index(NV * width)
+    n_full = kb.emit("loop.sub", t.n, kb.emit("loop.rem", t.n, step))
+    n_vec = kb.emit("loop.sub", t.n, kb.emit("loop.rem", t.n, kb.index(width)))
+
+    def body(batch: list, m0: Value, n0: Value, n1: Value) -> None:
+        # blocks start at multiples of NV * width, so only the last one has tail columns
         rows = [t.clamped(m0, r, t.m) for r in range(MR)]
         valid = [t.valid(m0, r, t.m) for r in range(MR)]
-        step = kb.index(NV * width)
-        n_full = kb.emit("loop.sub", t.n, kb.emit("loop.rem", t.n, step))
-        n_vec = kb.emit("loop.sub", t.n, kb.emit("loop.rem", t.n, kb.index(width)))
-        with kb.loop(kb.index(0), n_full, step) as lp:
+        with kb.loop(n0, kb.emit("loop.min", n1, n_full), step) as lp:
             tile(batch, m0, lp.iv, NV, rows, valid)
-        with kb.loop(n_full, n_vec, kb.index(width)) as lp:
+        with kb.loop(kb.emit("loop.max", n0, n_full), kb.emit("loop.min", n1, n_vec),
+                     kb.index(width)) as lp:
             tile(batch, m0, lp.iv, 1, rows, valid)
-        with kb.loop(n_vec, t.n, kb.index(1)) as lp:
+        with kb.loop(kb.emit("loop.max", n0, n_vec), n1, kb.index(1)) as lp:
             tile(batch, m0, lp.iv, 0, rows, valid)
 
-    t.rows(MR, body)
+    t.tiles(MR, t.panel_cols(NV * width), body)
 
 
 def _k_vectors(t: _Tiling) -> None:
@@ -262,13 +293,14 @@ def _k_vectors(t: _Tiling) -> None:
     zero = kb.const(0, t.acc_t)
     w = kb.index(width)
     k_vec = kb.emit("loop.sub", t.k, kb.emit("loop.rem", t.k, w))
-    col_tiles = kb.emit("loop.div", kb.emit("loop.add", t.n, kb.index(NT_COLS - 1)),
-                        kb.index(NT_COLS))
 
-    def body(batch: list, m0: Value) -> None:
+    def body(batch: list, m0: Value, n0: Value, n1: Value) -> None:
         rows = [t.clamped(m0, r, t.m) for r in range(NT_ROWS)]
         row_ok = [t.valid(m0, r, t.m) for r in range(NT_ROWS)]
-        with kb.loop(kb.index(0), col_tiles, kb.index(1)) as ct:
+        first = kb.emit("loop.div", n0, kb.index(NT_COLS))
+        end = kb.emit("loop.div", kb.emit("loop.add", n1, kb.index(NT_COLS - 1)),
+                      kb.index(NT_COLS))
+        with kb.loop(first, end, kb.index(1)) as ct:
             n0 = kb.emit("loop.mul", ct.iv, kb.index(NT_COLS))
             cols = [t.clamped(n0, c, t.n) for c in range(NT_COLS)]
             col_ok = [t.valid(n0, c, t.n) for c in range(NT_COLS)]
@@ -293,7 +325,7 @@ def _k_vectors(t: _Tiling) -> None:
                 ok = kb.emit("loop.and", row_ok[r], col_ok[c])
                 t.store(ok, total, (*batch, row, col), (*batch, row, col))
 
-    t.rows(NT_ROWS, body)
+    t.tiles(NT_ROWS, t.panel_cols(NT_COLS), body)
 
 
 
