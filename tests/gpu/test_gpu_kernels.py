@@ -127,7 +127,7 @@ def test_cooperative_mapping_is_used(dev):
     ts = [lamina.tensor(x)]
     loop = lamina.compile(lambda a: a.sum(1)).lower(*ts, target="cuda").stages.loop
     prog = CudaProgram(loop, dev)
-    assert any(lanes > 1 for _, lanes in prog.blocks.values())
+    assert any(lanes > 1 for _, lanes, _ in prog.blocks.values())
 
 
 def test_kill_switch_runs_one_trip_per_thread(dev, monkeypatch):
@@ -137,7 +137,7 @@ def test_kill_switch_runs_one_trip_per_thread(dev, monkeypatch):
     ts = [lamina.tensor(x)]
     loop = lamina.compile(lambda a: a.softmax(1)).lower(*ts, target="cuda").stages.loop
     prog = _Poisoned(loop, dev)
-    assert all(lanes == 1 for _, lanes in prog.blocks.values())
+    assert all(lanes == 1 for _, lanes, _ in prog.blocks.values())
     (out,) = prog(DeviceArray.from_numpy(dev, x))
     np.testing.assert_allclose(out.numpy(), _softmax(x.astype(np.float64)), rtol=2e-4,
                                atol=1e-6)

@@ -48,9 +48,10 @@ _CACHE_LOCK = threading.Lock()
 
 
 def build_image(loop_module: Module, arch: str
-                ) -> tuple[bytes | str, dict[str, tuple[int, int]]]:
-    """(cubin, or PTX when ptxas is missing; (block size, lanes per trip) per kernel) for
-    ``arch``. A kernel without a mapped parallel loop gets block 0 (it runs on one thread)."""
+                ) -> tuple[bytes | str, dict[str, tuple[int, int, int]]]:
+    """(cubin, or PTX when ptxas is missing; (block size, lanes per trip, elements per
+    unrolled trip) per kernel) for ``arch``. A kernel without a mapped parallel loop gets
+    block 0 (it runs on one thread)."""
     from lamina.backends import nvptx
 
     mapped = nvptx.gpu_module(loop_module)
@@ -58,8 +59,8 @@ def build_image(loop_module: Module, arch: str
     for g in mapped.graphs:
         if g.kind == "kernel":
             par = [op for op in g.ops if isinstance(op, G.GpuParallel)]
-            blocks[g.name] = (par[0].attrs["block"], int(par[0].attrs.get("lanes", 1))) \
-                if par else (0, 1)
+            blocks[g.name] = (par[0].attrs["block"], int(par[0].attrs.get("lanes", 1)),
+                              int(par[0].attrs.get("unroll", 1))) if par else (0, 1, 1)
     ptx = nvptx.compile_ptx(nvptx.emit_module(mapped), arch)
     image: bytes | str = nvptx.assemble_cubin(ptx, arch) if nvptx.ptxas_path() else ptx
     return image, blocks
@@ -168,9 +169,10 @@ class CudaProgram:
                                    f"{len(b.shape)}, expected {t}")
             words += [b.ptr, *b.shape, *b.element_strides]
         args = (ctypes.c_int64 * max(len(words), 1))(*words)
-        block, lanes = self.blocks[name]
+        block, lanes, unroll = self.blocks[name]
         if block:
-            trips = self.host[name].trips(bytes(args))
+            # the CPU build counts the original trips; an unrolled trip covers `unroll`
+            trips = -(-self.host[name].trips(bytes(args)) // unroll)
             if trips <= 0:
                 return
             grid = grid_size(trips, block, lanes, self.device.sm_count)
