@@ -56,12 +56,17 @@ done
     step "tests/gpu/test_gpu_kernels.py with LAMINA_GPU_COOP=0" 90 \
     env LAMINA_GPU_COOP=0 "${PYTEST[@]}" tests/gpu/test_gpu_kernels.py \
     -k "not cooperative_mapping_is_used"
+step "tests/gpu/test_gpu_kernels.py with LAMINA_GPU_UNROLL=0" 90 \
+    env LAMINA_GPU_UNROLL=0 "${PYTEST[@]}" tests/gpu/test_gpu_kernels.py \
+    -k "not elementwise_kernels_are_unrolled"
 [ -f tests/gpu/test_gpu_matmul.py ] && \
     step "tests/gpu/test_gpu_matmul.py with LAMINA_GPU_TILED_MATMUL=0" 90 \
     env LAMINA_GPU_TILED_MATMUL=0 "${PYTEST[@]}" tests/gpu/test_gpu_matmul.py
 step "digits CNN training on cuda" 120 python3 examples/train_digits.py --device cuda
 step "benchmarks (elementwise, softmax, layer_norm, matmul, training step)" 150 \
     python3 tests/gpu/bench.py
+step "elementwise benchmark with LAMINA_GPU_UNROLL=0" 60 \
+    env LAMINA_GPU_UNROLL=0 python3 tests/gpu/bench.py --elementwise
 [ -f tests/gpu/bench_matmul.py ] && step "matmul benchmark" 90 python3 tests/gpu/bench_matmul.py
 
 echo
