@@ -4,8 +4,11 @@ After canonicalising the contraction to ``batch x M x K @ batch x K x N``
 (the operands are read through whatever index maps the group applies, so
 permuted or broadcast inputs need no copies), the kernel is:
 
-- ``loop.parallel`` over (batch, tiles of ``MR`` rows of M);
-- ``loop.for`` over tiles of ``NV`` vectors of ``W`` columns of N;
+- ``loop.parallel`` over (batch, column blocks of N, tiles of ``MR`` rows of M),
+  row tiles fastest: a column block is sized so its panel of B (K x block,
+  about ``PANEL_BYTES``) stays in L2 while the consecutive trips of one thread
+  run all row tiles over it, instead of re-streaming all of B per row tile;
+- ``loop.for`` over tiles of ``NV`` vectors of ``W`` columns of the block;
 - a ``loop.for`` over K carrying ``MR x NV`` vector accumulators: each step
   loads ``NV`` vectors of a row of B and splats ``MR`` elements of A;
 - the epilogue applied to the accumulators, stored a vector at a time.
