@@ -340,7 +340,9 @@ class _Net(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        # no conv bias: BatchNorm cancels it, so its true gradient is 0 and AdamW would
+        # turn rounding noise (different on the GPU) into lr-sized updates
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(4)
         self.fc = nn.Linear(64, 3)
 
