@@ -485,3 +485,4 @@ def missing_rules() -> list[str]:
 
 from lamina.passes import vjp_conv  # noqa: E402, F401, I001 (the conv/pool rules)
 from lamina.passes import vjp_index  # noqa: E402, F401  (rules of the index prims)
+from lamina.passes import lower_shape  # noqa: E402, F401  (prim.reshape_tail's rules)

@@ -257,6 +257,15 @@ def _reshape(c: Call, x: np.ndarray) -> np.ndarray:
     return x.reshape(shape)
 
 
+def _reshape_tail(c: Call, x: np.ndarray) -> np.ndarray:
+    """Keep the leading ``keep`` axes (symbolic batch sizes), reshape the static rest."""
+    keep = int(c.attrs["keep"])
+    tail = tuple(c.attrs["shape"])[keep:]
+    if int(np.prod(tail, dtype=np.int64)) != int(np.prod(x.shape[keep:], dtype=np.int64)):
+        raise c.error(f"cannot reshape the tail {list(x.shape[keep:])} to {list(tail)}", x)
+    return x.reshape(x.shape[:keep] + tail)
+
+
 def _permute(c: Call, x: np.ndarray) -> np.ndarray:
     return np.transpose(x, c.attrs["perm"])
 
@@ -340,7 +349,7 @@ def _dot_general(c: Call, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 TABLE.update({
     "prim.where": _where, "prim.cast": _cast, "prim.const": _const, "prim.iota": _iota,
-    "prim.reshape": _reshape, "prim.permute": _permute, "prim.broadcast": _broadcast,
+    "prim.reshape": _reshape, "prim.reshape_tail": _reshape_tail, "prim.permute": _permute, "prim.broadcast": _broadcast,
     "prim.slice": _slice, "prim.pad": _pad, "prim.concat": _concat,
     "prim.dot_general": _dot_general,
 })
