@@ -349,7 +349,8 @@ def _dot_general(c: Call, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 TABLE.update({
     "prim.where": _where, "prim.cast": _cast, "prim.const": _const, "prim.iota": _iota,
-    "prim.reshape": _reshape, "prim.reshape_tail": _reshape_tail, "prim.permute": _permute, "prim.broadcast": _broadcast,
+    "prim.reshape": _reshape, "prim.reshape_tail": _reshape_tail, "prim.permute": _permute,
+    "prim.broadcast": _broadcast,
     "prim.slice": _slice, "prim.pad": _pad, "prim.concat": _concat,
     "prim.dot_general": _dot_general,
 })
