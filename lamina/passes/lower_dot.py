@@ -186,8 +186,13 @@ class _Tiling:
         kb = self.kb
         tiles = kb.emit("loop.div", kb.emit("loop.add", self.m, kb.index(tile_rows - 1)),
                         kb.index(tile_rows))
-        last = kb.emit("loop.sub", kb.emit("loop.add", self.n, block_cols), kb.index(1))
-        blocks = kb.emit("loop.div", last, block_cols)
+        if kb.const_of(self.n) is None or kb.const_of(self.k) is None:
+            # `?` sizes (eager kernels): one block, so every column index is a loop index
+            # over [0, n) that the runtime's bounds check can verify against the buffers
+            blocks = kb.index(1)
+        else:
+            last = kb.emit("loop.sub", kb.emit("loop.add", self.n, block_cols), kb.index(1))
+            blocks = kb.emit("loop.div", last, block_cols)
         trips = kb.emit("loop.mul", tiles, blocks)
         for d in self.batch_dims:
             trips = kb.emit("loop.mul", trips, d)
