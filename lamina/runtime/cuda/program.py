@@ -87,7 +87,13 @@ class CudaProgram:
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
         if hit is None:
-            hit = (*build_image(loop_module, device.arch), compile_module(loop_module))
+            from lamina.backends import nvptx
+            from lamina.runtime.cuda import image_cache
+
+            image = image_cache.load_or_build(
+                key[0], device.arch, nvptx.ptxas_path() is not None,
+                lambda: build_image(loop_module, device.arch))
+            hit = (*image, compile_module(loop_module))
             with _CACHE_LOCK:
                 _CACHE[key] = hit
         image, self.blocks, self.host = hit
