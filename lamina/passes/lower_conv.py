@@ -120,13 +120,17 @@ def _unit_inner(m: Value) -> bool:
     return t.rank > 0 and (t.strides is None or t.strides[-1] == 1)
 
 
+Special = Callable[[Op, Op, list[Value], Value, KernelBuilder, Module], bool]
+
+
 def _kernel(name: str, sizes: Callable[[KernelBuilder, Op, list[Value]], list[Value]],
             emit: Callable[[KernelBuilder, Op, list[Value], Value], None],
-            prepare: bool = False) -> None:
+            prepare: bool = False, special: Special | None = None) -> None:
     """Register prim ``name``: ``sizes`` gives the output sizes from the operand buffers
     (in the program), ``emit`` fills the kernel over (operands..., out). With ``prepare``
     the first operand is first dilated, padded and split into phases in a buffer of its
-    own (``conv``, see ``_prepared_input``)."""
+    own (``conv``, see ``_prepared_input``). ``special(prim, fusion, buffers, out, pb,
+    module)`` may fill ``out`` with kernels of its own (and return True) instead."""
 
     def lowering(prim: Op, fusion: Op, inputs: list[Value], pb: KernelBuilder,
                  module: Module) -> Value:
@@ -135,6 +139,8 @@ def _kernel(name: str, sizes: Callable[[KernelBuilder, Op, list[Value]], list[Va
         if prepare:
             buffers[0] = _prepared_input(prim, fusion, buffers[0], pb, module)
         out = _alloc(pb, prim.result.type, out_sizes, fusion)
+        if special is not None and special(prim, fusion, buffers, out, pb, module):
+            return out
         hints = [f"in{k}" for k in range(len(buffers))] + ["out"]
         kernel, kb = new_kernel(module, fusion, [*buffers, out], hints)
         emit(kb, prim, kernel.args[:-1], kernel.args[-1])
@@ -521,7 +527,151 @@ def _emit_conv(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None:
     _ConvTiles(kb, op, ins[0], ins[1], out).run()
 
 
-_kernel("prim.conv", _conv_sizes, _emit_conv, prepare=True)
+# -- small spatial outputs: vectors of output channels ----------------------------------------
+def _channel_lanes(prim: Op, x: Value) -> int:
+    """The output channels per vector of the channel-vectorised ``conv`` (0: not taken).
+
+    Taken when every size is static, the output rows are narrower than half a vector (the
+    column-vectorised form would run scalar) and a group has at least 4 output channels:
+    then a vector of consecutive output channels (of a transposed weight) fills its lanes.
+    """
+    a = prim.attrs
+    t, w = prim.result.type, prim.operands[1].type
+    shapes = (t.shape, w.shape, x.type.shape)
+    if t.rank < 3 or any(d is None for s in shapes for d in s):
+        return 0
+    groups = a["groups"]
+    if a["transposed"]:
+        og, cg = w.shape[1], w.shape[0] // groups
+    else:
+        og, cg = w.shape[0] // groups, w.shape[1]
+    width = 512 // max(32, t.dtype.bits)
+    if (cg * groups != x.type.shape[1] or og * groups != t.shape[1] or og < 4
+            or t.shape[-1] >= width // 2 or 0 in t.shape
+            or not _windows_fit(x.type.shape, t.shape[2:], w.shape[2:], a["stride"],
+                                a["dilation"])):
+        return 0
+    lanes = width
+    while lanes > og:
+        lanes //= 2
+    return lanes
+
+
+def _channel_conv(prim: Op, fusion: Op, buffers: list[Value], out: Value, pb: KernelBuilder,
+                  module: Module) -> bool:
+    """``conv`` with vectors along output channels: the weight is first copied to
+    ``(G, C/G, *kernel, O/G)`` (contiguous along output channels, taps flipped for the
+    transposed form), the kernel accumulates, for each output row, one vector of ``lanes``
+    channels per column (at most ``width/2`` columns) over (input channel, taps), into a
+    channels-last buffer ``(N, *spatial, O)``, which a last kernel transposes into ``out``.
+    """
+    x, w = buffers
+    lanes = _channel_lanes(prim, x)
+    if not lanes:
+        return False
+    a = prim.attrs
+    t = prim.result.type
+    groups, kernel = a["groups"], tuple(w.type.shape[2:])
+    og = t.shape[1] // groups
+    cg = x.type.shape[1] // groups
+    wt = _alloc(pb, TensorType((groups, cg, *kernel, og), t.dtype), [], fusion)
+    k1, kb = new_kernel(module, fusion, [w, wt], ["w", "out"], "_wt")
+    _emit_weight_t(kb, a["transposed"], og, cg, kernel, k1.args[0], k1.args[1])
+    kb.finish()
+    call(pb, k1, [w, wt], fusion)
+    outt = _alloc(pb, TensorType((t.shape[0], *t.shape[2:], t.shape[1]), t.dtype), [], fusion)
+    k2, kb = new_kernel(module, fusion, [x, wt, outt], ["in0", "w", "out"])
+    _emit_channel_conv(kb, prim, lanes, og, cg, *k2.args)
+    kb.finish()
+    call(pb, k2, [x, wt, outt], fusion)
+    k3, kb = new_kernel(module, fusion, [outt, out], ["x", "out"], "_t")
+    src, dst = k3.args
+    od = dims(kb, dst)
+
+    def plane(ix: list[Value]) -> None:
+        n, o, *rows = ix
+        for j in range(t.shape[-1]):
+            kb.store(kb.load(src, [n, *rows, kb.index(j), o]), dst, [n, o, *rows, kb.index(j)])
+
+    _parallel(kb, od[:-1], plane)
+    kb.finish()
+    call(pb, k3, [outt, out], fusion)
+    return True
+
+
+def _emit_weight_t(kb: KernelBuilder, transposed: bool, og: int, cg: int,
+                   kernel: tuple[int, ...], w: Value, out: Value) -> None:
+    """``out[g, c, taps, o]``: the weight of output channel ``o`` of group ``g`` at input
+    channel ``c`` (flipped taps in the transposed layout ``(C, O/G, *kernel)``)."""
+    groups = dims(kb, out)[0]
+
+    def body(ix: list[Value]) -> None:
+        g, c, *taps = ix
+        with kb.loop(kb.index(0), kb.index(og), kb.index(1)) as lp:
+            o = lp.iv
+            if transposed:
+                flipped = [kb.emit("loop.sub", kb.index(k - 1), tap)
+                           for k, tap in zip(kernel, taps)]
+                at = [kb.emit("loop.add", kb.emit("loop.mul", g, kb.index(cg)), c), o,
+                      *flipped]
+            else:
+                at = [kb.emit("loop.add", kb.emit("loop.mul", g, kb.index(og)), o), c, *taps]
+            kb.store(kb.load(w, at), out, [g, c, *taps, o])
+
+    _parallel(kb, [groups, kb.index(cg), *(kb.index(k) for k in kernel)], body)
+
+
+def _emit_channel_conv(kb: KernelBuilder, prim: Op, lanes: int, og: int, cg: int, x: Value,
+                       wt: Value, out: Value) -> None:
+    """The channels-last ``conv`` kernel of ``_channel_conv``: parallel over (batch, group,
+    channel vector, rows); the last channel vector is moved back to end at the group's
+    last channel (it recomputes a few channels rather than leaving a scalar tail)."""
+    a = prim.attrs
+    stride, dilation = a["stride"], a["dilation"]
+    phased = x.type.rank == len(stride) + 3
+    dtype: ScalarType = out.type.dtype
+    acc_t = accumulator_type(dtype)
+    od = dims(kb, out)
+    cols = out.type.shape[-2]
+    kernel = dims(kb, wt)[2:-1]
+    groups = a["groups"]
+
+    def to_acc(v: Value) -> Value:
+        return v if acc_t == dtype else kb.emit("loop.cast", v, dtype=acc_t)
+
+    def body(ix: list[Value]) -> None:
+        n, g, ct, *rows = ix
+        o0 = kb.emit("loop.min", kb.emit("loop.mul", ct, kb.index(lanes)),
+                     kb.index(og - lanes))
+        cbase = kb.emit("loop.mul", g, kb.index(cg))
+
+        def step(ivs: list[Value], accs: list[Value]) -> list[Value]:
+            c, *taps = ivs
+            wv = to_acc(kb.vload(wt, [g, c, *taps, o0], lanes))
+            ch = kb.emit("loop.add", cbase, c)
+            pos = [kb.emit("loop.add", kb.emit("loop.mul", i, kb.index(s)),
+                           kb.emit("loop.mul", tp, kb.index(d)))
+                   for i, tp, s, d in zip(rows, taps, stride, dilation)]
+            new = []
+            for j, acc in enumerate(accs):
+                idx = [n, ch, *pos, *row_position(kb, kb.index(j), taps[-1], stride[-1],
+                                                  dilation[-1], phased)]
+                xv = kb.emit("loop.splat", to_acc(kb.load(x, idx)), width=lanes)
+                new.append(kb.emit("loop.add", acc, kb.emit("loop.mul", wv, xv)))
+            return new
+
+        zero = kb.emit("loop.splat", kb.const(0, acc_t), width=lanes)
+        accs = _nest(kb, _ranges(kb, [kb.index(cg), *kernel]), [zero] * cols, step)
+        ochan = kb.emit("loop.add", kb.emit("loop.mul", g, kb.index(og)), o0)
+        for j, v in enumerate(accs):
+            if acc_t != dtype:
+                v = kb.emit("loop.cast", v, dtype=dtype)
+            kb.vstore(v, out, [n, *rows, kb.index(j), ochan])
+
+    _parallel(kb, [od[0], kb.index(groups), kb.index(-(-og // lanes)), *od[1:-2]], body)
+
+
+_kernel("prim.conv", _conv_sizes, _emit_conv, prepare=True, special=_channel_conv)
 
 
 # -- weight gradient ------------------------------------------------------------------------
@@ -643,7 +793,140 @@ def _emit_wgrad(kb: KernelBuilder, op: Op, ins: list[Value], out: Value) -> None
                    kb.index(-(-kernel[-1] // k_tile))], body)
 
 
-_kernel("prim.conv_weight_grad", _wgrad_sizes, _emit_wgrad, prepare=True)
+def _channel_wgrad(prim: Op, fusion: Op, buffers: list[Value], out: Value, pb: KernelBuilder,
+                   module: Module) -> bool:
+    """``conv_weight_grad`` with vectors along output channels, for the same small static
+    outputs as ``_channel_conv`` (there the column-vectorised reduction runs scalar): the
+    output gradient is first copied channels-last ``(N, *spatial, O)``; the kernel, parallel
+    over (group, input channel, channel vector, leading taps), carries one vector per tap of
+    the last kernel axis through the reduction over (batch, output positions), into
+    ``(G, C/G, *kernel, O/G)``, which a last kernel moves into the weight's layout."""
+    x, g = buffers
+    a = prim.attrs
+    gt_, dtype = g.type, out.type.dtype
+    groups, kernel = a["groups"], tuple(a["kernel"])
+    shapes = (gt_.shape, x.type.shape, out.type.shape)
+    if gt_.rank < 3 or any(d is None for s in shapes for d in s) or 0 in gt_.shape:
+        return False
+    og, cg = gt_.shape[1] // groups, x.type.shape[1] // groups
+    width = 512 // max(32, dtype.bits)
+    if og * groups != gt_.shape[1] or cg * groups != x.type.shape[1] or og < 4 \
+            or gt_.shape[-1] >= width // 2 or gt_.shape[0] != x.type.shape[0]:
+        return False
+    spatial = tuple(gt_.shape[2:])
+    if not _windows_fit(x.type.shape, spatial, kernel, a["stride"], a["dilation"]):
+        return False
+    lanes = width
+    while lanes > og:
+        lanes //= 2
+    glast = _alloc(pb, TensorType((gt_.shape[0], *spatial, gt_.shape[1]), dtype), [], fusion)
+    k1, kb = new_kernel(module, fusion, [g, glast], ["g", "out"], "_gt")
+    src, dst = k1.args
+
+    def plane(ix: list[Value]) -> None:
+        n, o, *rows = ix
+        with kb.loop(kb.index(0), kb.index(spatial[-1]), kb.index(1)) as lp:
+            kb.store(kb.load(src, [n, o, *rows, lp.iv]), dst, [n, *rows, lp.iv, o])
+
+    _parallel(kb, dims(kb, src)[:-1], plane)
+    kb.finish()
+    call(pb, k1, [g, glast], fusion)
+    wt = _alloc(pb, TensorType((groups, cg, *kernel, og), dtype), [], fusion)
+    k2, kb = new_kernel(module, fusion, [x, glast, wt], ["in0", "g", "out"])
+    _emit_channel_wgrad(kb, prim, lanes, og, cg, spatial, *k2.args)
+    kb.finish()
+    call(pb, k2, [x, glast, wt], fusion)
+    k3, kb = new_kernel(module, fusion, [wt, out], ["w", "out"], "_w")
+    _emit_weight_back(kb, a["transposed"], og, cg, kernel, *k3.args)
+    kb.finish()
+    call(pb, k3, [wt, out], fusion)
+    return True
+
+
+def _windows_fit(xs: Sequence[int], spatial: Sequence[int], kernel: Sequence[int],
+                 stride: Sequence[int], dilation: Sequence[int]) -> bool:
+    """Whether every window of the outputs ``spatial`` lies inside the prepared input of
+    shape ``xs`` (its last axis possibly split into ``stride[-1]`` phases)."""
+    phased = len(xs) == len(spatial) + 3
+    for i, (n, k, s, d) in enumerate(zip(spatial, kernel, stride, dilation)):
+        if i == len(spatial) - 1 and phased:
+            if n - 1 + (k - 1) * d // s >= xs[-1]:
+                return False
+        elif (n - 1) * s + (k - 1) * d >= xs[2 + i]:
+            return False
+    return True
+
+
+def _emit_channel_wgrad(kb: KernelBuilder, prim: Op, lanes: int, og: int, cg: int,
+                        spatial: tuple[int, ...], x: Value, g: Value, out: Value) -> None:
+    a = prim.attrs
+    stride, dilation, kernel = a["stride"], a["dilation"], tuple(a["kernel"])
+    phased = x.type.rank == len(stride) + 3
+    dtype: ScalarType = out.type.dtype
+    acc_t = accumulator_type(dtype)
+    groups = a["groups"]
+    batch = g.type.shape[0]
+
+    def to_acc(v: Value) -> Value:
+        return v if acc_t == dtype else kb.emit("loop.cast", v, dtype=acc_t)
+
+    def body(ix: list[Value]) -> None:
+        grp, c, ct, *lead = ix
+        o0 = kb.emit("loop.min", kb.emit("loop.mul", ct, kb.index(lanes)),
+                     kb.index(og - lanes))
+        ochan = kb.emit("loop.add", kb.emit("loop.mul", grp, kb.index(og)), o0)
+        ch = kb.emit("loop.add", kb.emit("loop.mul", grp, kb.index(cg)), c)
+
+        def step(ivs: list[Value], accs: list[Value]) -> list[Value]:
+            n, *pos = ivs
+            gv = to_acc(kb.vload(g, [n, *pos, ochan], lanes))
+            at = [kb.emit("loop.add", kb.emit("loop.mul", p, kb.index(s)),
+                          kb.emit("loop.mul", t, kb.index(d)))
+                  for p, t, s, d in zip(pos[:-1], lead, stride, dilation)]
+            new = []
+            for kw, acc in enumerate(accs):
+                idx = [n, ch, *at, *row_position(kb, pos[-1], kb.index(kw), stride[-1],
+                                                 dilation[-1], phased)]
+                xv = kb.emit("loop.splat", to_acc(kb.load(x, idx)), width=lanes)
+                new.append(kb.emit("loop.add", acc, kb.emit("loop.mul", gv, xv)))
+            return new
+
+        zero = kb.emit("loop.splat", kb.const(0, acc_t), width=lanes)
+        accs = _nest(kb, _ranges(kb, [kb.index(batch), *(kb.index(s) for s in spatial)]),
+                     [zero] * kernel[-1], step)
+        for kw, v in enumerate(accs):
+            if acc_t != dtype:
+                v = kb.emit("loop.cast", v, dtype=dtype)
+            kb.vstore(v, out, [grp, c, *lead, kb.index(kw), o0])
+
+    _parallel(kb, [kb.index(groups), kb.index(cg), kb.index(-(-og // lanes)),
+                   *(kb.index(k) for k in kernel[:-1])], body)
+
+
+def _emit_weight_back(kb: KernelBuilder, transposed: bool, og: int, cg: int,
+                      kernel: tuple[int, ...], wt: Value, out: Value) -> None:
+    """The inverse of ``_emit_weight_t``: ``(G, C/G, *kernel, O/G)`` into the weight's
+    layout (``(O, C/G, *kernel)``, or ``(C, O/G, *kernel)`` flipped when transposed)."""
+    groups = dims(kb, wt)[0]
+
+    def body(ix: list[Value]) -> None:
+        g, c, *taps = ix
+        with kb.loop(kb.index(0), kb.index(og), kb.index(1)) as lp:
+            o = lp.iv
+            if transposed:
+                flipped = [kb.emit("loop.sub", kb.index(k - 1), tap)
+                           for k, tap in zip(kernel, taps)]
+                at = [kb.emit("loop.add", kb.emit("loop.mul", g, kb.index(cg)), c), o,
+                      *flipped]
+            else:
+                at = [kb.emit("loop.add", kb.emit("loop.mul", g, kb.index(og)), o), c, *taps]
+            kb.store(kb.load(wt, [g, c, *taps, o]), out, at)
+
+    _parallel(kb, [groups, kb.index(cg), *(kb.index(k) for k in kernel)], body)
+
+
+_kernel("prim.conv_weight_grad", _wgrad_sizes, _emit_wgrad, prepare=True,
+        special=_channel_wgrad)
 
 
 # -- pooling ------------------------------------------------------------------------------
