@@ -33,6 +33,13 @@ reduced across lanes at the end. The pools are scalar loop nests over clipped
 windows, one output (or, for the adjoints, one input) element at a time;
 ``max_pool_grad`` owns a whole plane per parallel iteration, so the scattered
 additions into it never race.
+
+Small static outputs (rows narrower than half a vector, at least 4 output channels per
+group) would leave the column vectors above scalar, so on the CPU (``LOWERING_TARGET``)
+``conv`` and ``conv_weight_grad`` vectorise along output channels instead
+(``_channel_conv``, ``_channel_wgrad``): the weight (or the output gradient) is copied
+channels-last first so a vector of channels is one contiguous load, and the result, built
+channels-last, is copied back; the copies are small next to the arithmetic they vectorise.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from lamina.passes.lower_index import (
     new_kernel,
     operand_buffers,
 )
+from lamina.passes.lower_loops import LOWERING_TARGET
 from lamina.passes.lower_reduce import accumulator_type
 
 OT = 8  # output channels per conv tile
@@ -567,7 +575,7 @@ def _channel_conv(prim: Op, fusion: Op, buffers: list[Value], out: Value, pb: Ke
     """
     x, w = buffers
     lanes = _channel_lanes(prim, x)
-    if not lanes:
+    if not lanes or LOWERING_TARGET.get() != "cpu":
         return False
     a = prim.attrs
     t = prim.result.type
@@ -802,6 +810,8 @@ def _channel_wgrad(prim: Op, fusion: Op, buffers: list[Value], out: Value, pb: K
     the last kernel axis through the reduction over (batch, output positions), into
     ``(G, C/G, *kernel, O/G)``, which a last kernel moves into the weight's layout."""
     x, g = buffers
+    if LOWERING_TARGET.get() != "cpu":
+        return False
     a = prim.attrs
     gt_, dtype = g.type, out.type.dtype
     groups, kernel = a["groups"], tuple(a["kernel"])

@@ -23,6 +23,7 @@ stride) or None (known at run time); None for an argument, or no
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable
 
@@ -250,6 +251,7 @@ def _unique_name(module: Module, name: str) -> str:
 # Kernels of groups holding one ``opaque`` prim, by prim name (``lower_index`` fills it):
 # lowering(prim op, fusion op, input buffers, program builder, module) -> output buffer;
 # it adds its kernels to the module and their allocs and calls to the program.
+LOWERING_TARGET: ContextVar[str] = ContextVar("lowering_target", default="cpu")
 CUSTOM_KERNELS: dict[str, Callable[[Op, Op, list[Value], KernelBuilder, Module], Value]] = {}
 
 
@@ -269,7 +271,11 @@ def _lower_group(op: Op, inputs: list[Value | Op], pb: KernelBuilder, module: Mo
         lowering = CUSTOM_KERNELS.get(inner[0].name)
         if lowering is None:
             raise IRError(f"lower-loops: no kernel for {inner[0].where()}")
-        return lowering(inner[0], op, inputs, pb, module)
+        token = LOWERING_TARGET.set(target)  # custom kernels may specialise for the CPU
+        try:
+            return lowering(inner[0], op, inputs, pb, module)
+        finally:
+            LOWERING_TARGET.reset(token)
     (result,) = _results(op)
     yielded = region.ops[-1].operands[0]
     name = _unique_name(module, op.attrs["name"])

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import lamina
 from lamina.ir import TensorType
 from lamina.ir.types import f32, f64
-from tests.passes.lower_util import run
+from lamina.passes.lower_loops import LowerLoops
+from tests.passes.lower_util import group, run
 from tests.passes.test_lower_conv import (
     conv_attrs,
     kernel_of,
@@ -103,6 +104,15 @@ def test_dynamic_or_wide_convs_keep_the_column_kernel():
     types = [TensorType((2, 16, 20, 20), f32), TensorType((32, 16, 3, 3), f32)]
     m = kernel_of("prim.conv", types, **conv_attrs((1, 1), (1, 1), 1))
     assert not _uses_channel_kernel(m)
+
+
+def test_cuda_target_keeps_the_column_kernel():
+    """The channel form is a CPU choice: ``target="cuda"`` lowers as before."""
+    types = [TensorType((64, 16, 6, 6), f32), TensorType((32, 16, 3, 3), f32)]
+    attrs = conv_attrs((1, 1), (1, 1), 1)
+    prim_module = group(types, lambda b, *v: b("prim.conv", *v, **attrs))
+    assert not _uses_channel_kernel(LowerLoops(target="cuda").run(prim_module))
+    assert _uses_channel_kernel(LowerLoops(target="cpu").run(prim_module))
 
 
 def _conv_loss(lib, x, w, g, stride, pad, groups):
