@@ -5,7 +5,8 @@ checks): elementwise DAGs (functions, constants, iota, movement), one
 reduction with its elementwise input DAG and epilogue, one ``dot_general``
 whose operands are group args through ``permute``/``broadcast``, with its
 epilogue, copies, and one ``opaque`` prim alone (a kernel of its own, e.g. a
-sort: its operands and result are materialized). Every group has one result.
+sort: its operands and result are materialized). Groups have one result, except
+the multi-output groups that ``merge_groups`` makes (see below).
 
 The partition is decided by which values are *materialized* (written to a
 buffer as a group result); every other value is computed inside each group
@@ -26,6 +27,19 @@ that needs it:
 Groups already in the func (copy groups from ``decompose``, or an earlier
 ``fuse``) are kept as they are, so the pass is idempotent.
 
+Multi-output (horizontal) fusion, ``merge_groups``: after the partition,
+elementwise groups whose results have one static shape are merged into one
+group with several results when they read a common input of that shape, or
+one reads the other's result, and no path through a third group connects
+them (merging would make a cycle). An optimizer update (new state, new
+parameter, all read from grad, param and state) then becomes one kernel that
+reads its inputs once, instead of one kernel per result. Ops equal in the
+merged groups are computed once; a result that only the merged group itself
+reads is no longer yielded (no buffer). Groups reading a row reduction keep
+their own kernels (``lower-loops`` computes those reductions inside their
+single-result readers on the CPU). ``LAMINA_MULTI_OUTPUT_FUSION=0`` (read when
+the pass runs) turns merging off.
+
 A group is named ``k<index>_<file>_<line>`` after the source line of its root
 op (the op computing its result), or ``k<index>`` without a location; indices
 count the groups of the module, so names are unique kernel symbols.
@@ -33,6 +47,7 @@ count the groups of the module, so names are unique kernel symbols.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
 import re
@@ -216,7 +231,193 @@ def fuse_graph(g: Graph, counter: Iterator[int]) -> Graph:
         group_kind(f)
         vmap[root.result] = ng.body.append(f).result
     ng.body.append(Return([vmap[v] for v in ret.operands], [], loc=ret.loc))
+    return merge_groups(ng) if multi_output_enabled() else ng
+
+
+# -- multi-output groups -----------------------------------------------------------------------
+MAX_RESULTS = 8  # results of one merged group: each is one more live value per element
+
+
+def multi_output_enabled() -> bool:
+    """``LAMINA_MULTI_OUTPUT_FUSION`` is not ``0``: sibling groups are merged."""
+    return os.environ.get("LAMINA_MULTI_OUTPUT_FUSION", "1").strip() != "0"
+
+
+def _merge_shape(f: Op) -> tuple[int, ...] | None:
+    """The static shape of every result of an elementwise group, else None (never merged)."""
+    try:
+        if group_kind(f) != "elementwise":
+            return None
+    except IRError:
+        return None
+    shapes = {r.type.shape for r in f.results}
+    if len(shapes) != 1:
+        return None
+    (shape,) = shapes
+    return None if None in shape else shape
+
+
+def _row_reduced(f: Op) -> bool:
+    """A group reducing over its operand's last axis into a non-scalar result: ``lower-loops``
+    computes it inside the kernel reading it when that kernel has one result."""
+    if len(f.results) != 1 or f.result.type.rank == 0:
+        return False
+    reds = [o for o in f.regions[0].ops if o.has("reduction")]
+    return len(reds) == 1 and "axes" in reds[0].attrs and \
+        reds[0].operands[0].type.rank - 1 in reds[0].attrs["axes"]
+
+
+class _Clusters:
+    """Groups of a func being merged: union-find over the groups, and the dependence
+    graph between the clusters (kept acyclic: every merge is checked first)."""
+
+    def __init__(self, preds: list[set[int]]):
+        n = len(preds)
+        self.rep = list(range(n))
+        self.members = {i: [i] for i in range(n)}
+        self.preds = {i: set(p) for i, p in enumerate(preds)}
+        self.succs: dict[int, set[int]] = {i: set() for i in range(n)}
+        for i, p in enumerate(preds):
+            for j in p:
+                self.succs[j].add(i)
+
+    def find(self, i: int) -> int:
+        while self.rep[i] != i:
+            self.rep[i] = self.rep[self.rep[i]]
+            i = self.rep[i]
+        return i
+
+    def _detour(self, src: int, dst: int) -> bool:
+        """A path ``src -> x -> ... -> dst`` through some other cluster ``x``."""
+        stack = [x for x in self.succs[src] if x != dst]
+        seen = set(stack)
+        while stack:
+            x = stack.pop()
+            for y in self.succs[x]:
+                if y == dst:
+                    return True
+                if y not in seen:
+                    seen.add(y)
+                    stack.append(y)
+        return False
+
+    def can_merge(self, a: int, b: int) -> bool:
+        return not self._detour(a, b) and not self._detour(b, a)
+
+    def merge(self, a: int, b: int) -> None:
+        """Cluster ``b`` joins cluster ``a``."""
+        self.rep[b] = a
+        self.members[a] += self.members.pop(b)
+        for side, other in ((self.preds, self.succs), (self.succs, self.preds)):
+            for x in side.pop(b):
+                other[x].discard(b)
+                if x != a:
+                    other[x].add(a)
+                    side[a].add(x)
+            side[a].discard(a)
+            side[a].discard(b)
+
+
+def merge_groups(g: Graph) -> Graph:
+    """``g`` (fused: groups and return) with sibling elementwise groups merged into
+    multi-output groups (the module docstring says when); ``g`` itself when none merge."""
+    ops, ret = g.ops[:-1], g.ops[-1]
+    where = {r: i for i, op in enumerate(ops) for r in op.results}
+    preds = [{where[v] for v in op.operands if v in where} for op in ops]
+    shapes = [_merge_shape(op) for op in ops]
+    row = {i for i, op in enumerate(ops) if _row_reduced(op)}
+    shapes = [None if s is None or preds[i] & row else s for i, s in enumerate(shapes)]
+    readers: dict[Value, list[int]] = {}
+    for i, op in enumerate(ops):
+        if shapes[i] is not None:
+            for v in dict.fromkeys(op.operands):
+                if v.type.shape == shapes[i]:
+                    readers.setdefault(v, []).append(i)
+    cl = _Clusters(preds)
+    nres = [len(op.results) for op in ops]
+    changed = True
+    while changed:
+        changed = False
+        for j in range(len(ops)):
+            if shapes[j] is None:
+                continue
+            near = [i for v in ops[j].operands for i in readers.get(v, [])]
+            near += [i for i in preds[j] if shapes[i] == shapes[j]]
+            for i in sorted(set(near) - {j}):
+                a, b = cl.find(i), cl.find(j)
+                if a == b or shapes[i] != shapes[j] or nres[a] + nres[b] > MAX_RESULTS:
+                    continue
+                if cl.can_merge(a, b):
+                    a, b = min(a, b), max(a, b)
+                    cl.merge(a, b)
+                    nres[a] += nres[b]
+                    changed = True
+    if all(len(m) == 1 for m in cl.members.values()):
+        return g
+    return _rebuild(g, ops, ret, cl)
+
+
+def _rebuild(g: Graph, ops: list[Op], ret: Op, cl: _Clusters) -> Graph:
+    """A new graph with one op per cluster, in a dependence order (earliest first)."""
+    order = []
+    indeg = {c: len(cl.preds[c]) for c in cl.members}
+    ready = [c for c, d in indeg.items() if d == 0]
+    heapq.heapify(ready)
+    while ready:
+        c = heapq.heappop(ready)
+        order.append(c)
+        for s in cl.succs[c]:
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                heapq.heappush(ready, s)
+    if len(order) != len(cl.members):
+        raise IRError(f"fuse: @{g.name}: merged groups depend on each other in a cycle")
+    uses: dict[Value, set[int]] = {}
+    for i, op in enumerate(ops):
+        for v in op.operands:
+            uses.setdefault(v, set()).add(cl.find(i))
+    outside = set(ret.operands)
+    ng, vmap = new_graph_like(g)
+    for c in order:
+        members = sorted(cl.members[c])
+        if len(members) == 1:
+            clone_op(ops[c], vmap, ng.body)
+            continue
+        group = [ops[i] for i in members]
+        keep = [r for f in group for r in f.results
+                if r in outside or uses.get(r, set()) - {c}]
+        _merge_into(ng, group, keep or [r for f in group for r in f.results], vmap)
+    ng.body.append(Return([vmap[v] for v in ret.operands], [], loc=ret.loc))
     return ng
+
+
+def _merge_into(ng: Graph, group: list[Op], keep: list[Value], vmap: dict[Value, Value]) -> None:
+    """Append one fusion op computing ``group``'s ops once and yielding ``keep``."""
+    made = {r for f in group for r in f.results}
+    args = list(dict.fromkeys(v for f in group for v in f.operands if v not in made))
+    body = Block([a.type for a in args], [vmap[a].hint for a in args])
+    inner: dict[Value, Value] = dict(zip(args, body.args))  # outer values -> body values
+    seen: dict[tuple, Op] = {}
+    for f in group:
+        local = {a: inner[v] for a, v in zip(f.regions[0].args, f.operands)}
+        for op in f.regions[0].ops[:-1]:
+            key = (op.name, repr(sorted(op.attrs.items())),
+                   tuple(id(local[v]) for v in op.operands),
+                   tuple(str(r.type) for r in op.results))
+            hit = None if op.regions else seen.get(key)
+            if hit is None:
+                hit = clone_op(op, local, body)
+                seen[key] = hit
+            local.update(zip(op.results, hit.results))
+        for r, y in zip(f.results, f.regions[0].ops[-1].operands):
+            inner[r] = local[y]
+    body.append(FusionYield([inner[r] for r in keep], []))
+    last = group[-1]
+    merged = Fusion([vmap[a] for a in args], [r.type for r in keep], {"name": last.attrs["name"]},
+                    [body], loc=last.loc)
+    group_kind(merged)
+    ng.body.append(merged)
+    vmap.update(zip(keep, merged.results))
 
 
 # -- what a group is -------------------------------------------------------------------------
@@ -227,7 +428,7 @@ def group_kind(f: Op) -> str:
     ops = body.ops[:-1]
     out = body.ops[-1].operands
     if len(out) != 1:
-        raise f.error(f"group {f.attrs.get('name')} has {len(out)} results; groups have one")
+        return _multi_kind(f, ops, out)
     if out[0] in body.args:
         return "copy"
     if any(is_opaque(o) for o in ops):
@@ -263,6 +464,23 @@ def group_kind(f: Op) -> str:
                               "args through permute/broadcast only")
         return "contraction"
     return "reduction"
+
+
+def _multi_kind(f: Op, ops: list[Op], out: list[Value]) -> str:
+    """A group with several results: elementwise prims only, results of one static shape."""
+    name = f.attrs.get("name")
+    odd = [o.name for o in ops if not is_elementwise_like(o)]
+    if odd or not out:
+        raise f.error(f"group {name} has {len(out)} results and holds "
+                      f"{', '.join(odd) or 'nothing'}; only elementwise groups have several")
+    shapes = {v.type.shape for v in out}
+    if len(shapes) != 1 or None in next(iter(shapes)):
+        raise f.error(f"group {name}: results of shapes "
+                      f"{', '.join(str(list(v.type.shape)) for v in out)}; the results of a "
+                      "multi-output group have one static shape")
+    if any(v in f.regions[0].args for v in out):
+        raise f.error(f"group {name}: a multi-output group may not yield its own argument")
+    return "elementwise"
 
 
 @register_pass

@@ -4,7 +4,9 @@ Each ``prim.fusion`` becomes ``kernel @<group name>(inputs..., out)``: memref
 arguments for the group's distinct inputs, then its output, which the kernel
 writes. The func becomes a program of ``loop.dim`` (for the ``?`` sizes of its
 buffers), ``loop.alloc`` (each group's output, contiguous), ``loop.call`` and
-``return`` (see docs/contracts.md, "Stages").
+``return`` (see docs/contracts.md, "Stages"). A multi-output group (``fuse``'s
+merged elementwise groups) becomes one kernel with one output argument per
+result, written in one loop nest.
 
 Kernel shapes: the outermost loop is a ``loop.parallel`` over the first output
 axis, inner ``loop.for`` loops cover the others, the innermost one runs along
@@ -106,6 +108,10 @@ def lower_func(g: Graph, arg_layouts: tuple[Layout, ...] | None, module: Module,
         if not isinstance(op, P.Fusion):
             raise IRError(f"lower-loops: @{g.name} must hold only prim.fusion ops and return "
                           f"(run decompose and fuse first), found {op.where()}")
+        if len(op.results) > 1:
+            for r, buf in zip(op.results, rows.lower_multi(op)):
+                buffers[id(r)] = buf
+            continue
         if rows.defer(op):
             continue
         buffers[id(op.result)] = rows.lower(op)
@@ -159,6 +165,13 @@ class _RowInliner:
             if id(v) in self.pending and id(v) not in self.buffers:
                 self.buffers[id(v)] = self.lower(self.pending[id(v)])
         return _lower_group(op, self._sources(op), self.pb, self.module, self.target)
+
+    def lower_multi(self, op: Op) -> list[Value]:
+        """The buffers of multi-output group ``op``: deferred inputs materialized first."""
+        for v in op.operands:
+            if id(v) in self.pending and id(v) not in self.buffers:
+                self.buffers[id(v)] = self.lower(self.pending[id(v)])
+        return _lower_multi_group(op, self._sources(op), self.pb, self.module, self.target)
 
     def _sources(self, op: Op) -> list[Value | Op]:
         """Per operand of ``op``: its buffer, or the deferred group computing it."""
@@ -308,6 +321,33 @@ def _lower_group(op: Op, inputs: list[Value | Op], pb: KernelBuilder, module: Mo
     return alloc.result
 
 
+def _lower_multi_group(op: Op, inputs: list[Value], pb: KernelBuilder, module: Module,
+                       target: str = "cpu") -> list[Value]:
+    """One kernel writing every result of a multi-output group (``fuse``'s merged
+    elementwise groups: results of one static shape), its allocs and its call."""
+    region = op.regions[0]
+    yields = list(region.ops[-1].operands)
+    shapes = {r.type.shape for r in op.results}
+    if len(shapes) != 1 or None in next(iter(shapes)):
+        raise IRError(f"lower-loops: {op.where()}: the results of a multi-output group must "
+                      f"have one static shape, got {', '.join(str(r.type) for r in op.results)}")
+    name = _unique_name(module, op.attrs["name"])
+    distinct: list[Value] = []
+    for v in inputs:
+        if all(v is not d for d in distinct):
+            distinct.append(v)
+    out_types = [MemRefType(r.type.shape, r.type.dtype) for r in op.results]
+    hints = [f"in{k}" for k in range(len(distinct))] + [f"out{k}" for k in range(len(out_types))]
+    kernel = Graph(name, [v.type for v in distinct] + out_types, hints, kind="kernel")
+    binding = {id(a): kernel.args[_position(distinct, v)] for a, v in zip(region.args, inputs)}
+    emit_multi_kernel(kernel, region, yields, binding, list(kernel.args[len(distinct):]), op,
+                      target)
+    module.add(kernel)
+    allocs = [pb.append(L.Alloc([], [t], loc=op.loc)).result for t in out_types]
+    pb.append(L.Call([*distinct, *allocs], [], {"kernel": SymbolRef(name)}, loc=op.loc))
+    return allocs
+
+
 def _results(op: Op) -> list[Value]:
     if len(op.results) != 1:
         raise IRError(f"lower-loops: {op.where()} has {len(op.results)} results; groups have "
@@ -360,15 +400,42 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
     if lower_dot.emit_contraction(ev, ops, yielded, out, dims):
         pass
     elif target == "cuda":
-        emit_gpu_nest(ev, yielded, out, dims)
+        emit_gpu_nest(ev, [(yielded, out)], dims)
     elif _vectorize_output(ops):
         # many registers of lanes: each step of the reduction then reads a long
         # contiguous run of every row it visits, which the hardware prefetches well
         wide = Evaluator(kb, shapes, loads, ev.width * OUTPUT_VECTORS, what, target)
         wide.overrides, wide.row_divisors = ev.overrides, ev.row_divisors
-        emit_output_nest([wide, ev, ev], yielded, out, dims, rows)
+        emit_output_nest([wide, ev, ev], [(yielded, out)], dims, rows)
     else:
-        emit_output_nest([ev], yielded, out, dims, rows)
+        emit_output_nest([ev], [(yielded, out)], dims, rows)
+    kb.finish()
+
+
+def emit_multi_kernel(kernel: Graph, region: Block, yields: list[Value],
+                      binding: dict[int, Value], outs: list[Value], fusion: Op,
+                      target: str = "cpu") -> None:
+    """Fill ``kernel`` with one loop nest storing each of ``yields`` into its ``outs`` entry.
+
+    The group is elementwise and its results share one static shape, so every
+    result is computed at the same index of the same nest; values they share are
+    computed once per index (the builder's memo).
+    """
+    what = f"kernel @{kernel.name}"
+    kb = KernelBuilder(kernel, fusion.loc)
+    shapes = ShapeSolver(region, yields[0], kb, binding, outs[0], what=what)
+    ev = Evaluator(kb, shapes, binding, vector_width(region), what, target)
+    for op in region.ops[:-1]:
+        if op.regions or op.has("reduction") or op.has("contraction") or op.has("opaque") \
+                or op.name.startswith("tensor."):
+            raise IRError(f"lower-loops: {what}: {op.where()} cannot be part of a "
+                          "multi-output group")
+    dims = [kb.index(d) for d in outs[0].type.shape]
+    pairs = list(zip(yields, outs))
+    if target == "cuda":
+        emit_gpu_nest(ev, pairs, dims)
+    else:
+        emit_output_nest([ev], pairs, dims)
     kb.finish()
 
 
@@ -483,7 +550,7 @@ class _RowPlan:
             self.open = False
 
 
-def emit_gpu_nest(ev: Evaluator, yielded: Value, out: Value, dims: list[Value]) -> None:
+def emit_gpu_nest(ev: Evaluator, pairs: list[tuple[Value, Value]], dims: list[Value]) -> None:
     """The GPU shape: scalar code, one trip per output row (or element), no vector tiers.
 
     Consecutive trips (threads) then touch consecutive addresses, and reductions
@@ -493,10 +560,10 @@ def emit_gpu_nest(ev: Evaluator, yielded: Value, out: Value, dims: list[Value]) 
     """
     kb = ev.kb
     if dims:
-        emit_output_nest([ev], yielded, out, dims)
+        emit_output_nest([ev], pairs, dims)
         return
     with kb.loop(kb.index(0), kb.index(1), kb.index(1), parallel=True):
-        kb.store(ev.at(yielded, ()), out, [])
+        _store_all(ev, pairs, ())
 
 
 def _vectorize_output(ops: list[Op]) -> bool:
@@ -514,9 +581,25 @@ def _vectorize_output(ops: list[Op]) -> bool:
     return found
 
 
-def emit_output_nest(evs: list[Evaluator], yielded: Value, out: Value,
-                     dims: list[Value], rows: _RowPlan | None = None) -> None:
-    """``out[i...] = yielded[i...]``: parallel over axis 0, sequential inside.
+Pairs = list[tuple[Value, Value]]  # (region value, kernel output it is stored into)
+
+
+def _store_all(ev: Evaluator, pairs: Pairs, idx: tuple, vector: bool = False) -> None:
+    """Store every value of ``pairs`` at ``idx``: all computed first, then stored, so a kernel
+    writing an output over one of its inputs (runtime/outputs.pointwise) reads each element
+    before any store to it."""
+    values = [ev.at(y, idx) for y, _ in pairs]
+    plain = [i.base if isinstance(i, Lane) else i for i in idx]
+    for v, (_, out) in zip(values, pairs):
+        if vector:
+            ev.kb.vstore(ev.splat(v), out, plain)
+        else:
+            ev.kb.store(v, out, plain)
+
+
+def emit_output_nest(evs: list[Evaluator], pairs: Pairs, dims: list[Value],
+                     rows: _RowPlan | None = None) -> None:
+    """``out[i...] = yielded[i...]`` for each pair: parallel over axis 0, sequential inside.
 
     ``evs`` ends with the evaluator for scalar code; any before it are vector
     tiers, widest first: the last axis is then stored a vector of each width at a
@@ -525,20 +608,20 @@ def emit_output_nest(evs: list[Evaluator], yielded: Value, out: Value,
     ev = evs[-1]
     kb = ev.kb
     if not dims:
-        kb.store(ev.at(yielded, ()), out, [])
+        _store_all(ev, pairs, ())
         return
     if len(dims) == 1 and len(evs) > 1:
         try:
-            _chunked_vector_nest(evs, yielded, out, dims[0])
+            _chunked_vector_nest(evs, pairs, dims[0])
             return
         except NotVectorizable:
             pass
     with kb.loop(kb.index(0), dims[0], kb.index(1), parallel=True) as lp:
-        _inner_nest(evs, yielded, out, dims, [lp.iv], rows)
+        _inner_nest(evs, pairs, dims, [lp.iv], rows)
 
 
-def _inner_nest(evs: list[Evaluator], yielded: Value, out: Value, dims: list[Value],
-                ivs: list[Value], rows: _RowPlan | None = None) -> None:
+def _inner_nest(evs: list[Evaluator], pairs: Pairs, dims: list[Value], ivs: list[Value],
+                rows: _RowPlan | None = None) -> None:
     ev = evs[-1]
     kb = ev.kb
     if rows is not None:
@@ -546,22 +629,22 @@ def _inner_nest(evs: list[Evaluator], yielded: Value, out: Value, dims: list[Val
     if len(ivs) == len(dims):
         if rows is not None:
             rows.cursor = tuple(ivs)
-        kb.store(ev.at(yielded, tuple(ivs)), out, ivs)
+        _store_all(ev, pairs, tuple(ivs))
         if rows is not None:
             rows.cursor = None
         return
     if len(evs) > 1 and len(ivs) == len(dims) - 1:
         try:
-            _vector_row(evs, yielded, out, ivs, kb.index(0), dims[-1])
+            _vector_row(evs, pairs, ivs, kb.index(0), dims[-1])
             return
         except NotVectorizable:
             pass
     with kb.loop(kb.index(0), dims[len(ivs)], kb.index(1)) as lp:
-        _inner_nest([ev], yielded, out, dims, [*ivs, lp.iv], rows)
+        _inner_nest([ev], pairs, dims, [*ivs, lp.iv], rows)
 
 
-def _vector_row(evs: list[Evaluator], yielded: Value, out: Value, ivs: list[Value],
-                start: Value, end: Value) -> None:
+def _vector_row(evs: list[Evaluator], pairs: Pairs, ivs: list[Value], start: Value,
+                end: Value) -> None:
     """``[start, end)`` of the last axis: whole vectors of each width, then a scalar tail."""
     kb = evs[0].kb
     lo = start
@@ -570,15 +653,14 @@ def _vector_row(evs: list[Evaluator], yielded: Value, out: Value, ivs: list[Valu
         span = kb.emit("loop.sub", end, lo)
         hi = kb.emit("loop.sub", end, kb.emit("loop.rem", span, w))
         with kb.loop(lo, hi, w) as lp:
-            v = ev.splat(ev.at(yielded, (*ivs, Lane(lp.iv))))
-            kb.vstore(v, out, [*ivs, lp.iv])
+            _store_all(ev, pairs, (*ivs, Lane(lp.iv)), vector=True)
         lo = hi
     scalar = evs[-1]
     with kb.loop(lo, end, kb.index(1)) as lp:
-        kb.store(scalar.at(yielded, (*ivs, lp.iv)), out, [*ivs, lp.iv])
+        _store_all(scalar, pairs, (*ivs, lp.iv))
 
 
-def _chunked_vector_nest(evs: list[Evaluator], yielded: Value, out: Value, n: Value) -> None:
+def _chunked_vector_nest(evs: list[Evaluator], pairs: Pairs, n: Value) -> None:
     """A 1-d output in parallel chunks of the widest vector."""
     kb, width = evs[0].kb, evs[0].width
     w = kb.index(width)
@@ -586,7 +668,7 @@ def _chunked_vector_nest(evs: list[Evaluator], yielded: Value, out: Value, n: Va
     with kb.loop(kb.index(0), chunks, kb.index(1), parallel=True) as lp:
         start = kb.emit("loop.mul", lp.iv, w)
         end = kb.emit("loop.min", kb.emit("loop.add", start, w), n)
-        _vector_row(evs, yielded, out, [], start, end)
+        _vector_row(evs, pairs, [], start, end)
 
 
 from lamina.passes import lower_conv  # noqa: E402, F401, I001  (the conv/pool kernels)
