@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from lamina.ir.core import Graph
 from lamina.ir.types import MemRefType
-from lamina.runtime import threads
+from lamina.runtime import native_pool, threads
 from lamina.runtime.argcheck import ArgSpec, fast_path
 from lamina.runtime.bounds import BoundsCheck, derive_bounds, has_top_level_parallel, written_args
 
@@ -60,7 +60,8 @@ class Kernel:
         self.parallel = parallel
         # pack(*buffers) -> bytes: the checks and the args words, generated for this signature.
         self.pack = fast_path(self.specs, f"kernel @{name}", bounds)
-        self._fn = _KERNEL_FN(library.address(name))
+        self._addr = library.address(name)
+        self._fn = _KERNEL_FN(self._addr)
         self._trips = _TRIPS_FN(library.address(name + "__trips")) if parallel else None
 
     @classmethod
@@ -113,6 +114,10 @@ class Kernel:
         self._split(args, trips, min(chunks, trips), threads.pool())
 
     def _split(self, args: bytes, trips: int, n: int, pool: threads.ThreadPool) -> None:
+        native = native_pool.pool(pool.size)
+        if native is not None:
+            native.run(self._addr, args, trips, n)
+            return
         fn = self._fn
 
         def chunk(i: int) -> None:

@@ -7,9 +7,11 @@ table of their addresses in the already loaded kernel library. The driver's
 object code goes through the kernel cache like any kernel (memory, disk,
 LLVM), so a warm process does not invoke LLVM.
 
-Big kernels keep their threads: the driver calls them through a callback
-(``pfor``) into this module, which splits their trips over the runtime's
-thread pool exactly as ``Kernel.__call__`` does; small kernels run inline.
+Big kernels keep their threads: the driver calls them through ``pfor``, the
+native thread pool's ``lamina_pool_pfor`` (``runtime/native_pool.py``: no
+Python on the way), or, where that pool is off, a callback into this module
+that splits their trips over the Python thread pool exactly as
+``Kernel.__call__`` does; small kernels run inline.
 
 The Program runs the first call from Python, which checks every kernel's
 buffers (types and the bounds their loops imply); with static sizes and
@@ -27,15 +29,16 @@ import numpy as np
 
 from lamina.ir.core import Graph, Module
 from lamina.ir.types import MemRefType
-from lamina.runtime import threads
+from lamina.runtime import native_pool, threads
 from lamina.runtime.argcheck import row_major
 from lamina.runtime.buffers import data_pointer
 from lamina.runtime.cache import CompiledModule, cache
 from lamina.runtime.kernel import PARALLEL_MIN_ELEMENTS
 
 SYMBOL = "lamina_replay"
-_DRIVER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
-_PFOR = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
+_DRIVER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                           ctypes.c_void_p)
+_PFOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 _KERNEL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 
 
@@ -76,12 +79,12 @@ class NativeReplay:
         self.entry = cache().get(text, lambda: text)
         self._fn = _DRIVER(self.entry.library.address(SYMBOL))
         addrs: list[int] = []
-        self._kernels: list[Any] = []
+        self._kernels: dict[int, Any] = {}  # kernel address -> callable, for the callback
         for name in table:
             k = compiled.kernels[name]
             addrs.append(k.library.address(name))
             addrs.append(k.library.address(name + "__trips") if k.parallel else 0)
-            self._kernels.append(_KERNEL(k.library.address(name)))
+            self._kernels[addrs[-2]] = _KERNEL(addrs[-2])
         self._table = (ctypes.c_void_p * max(len(addrs), 1))(*addrs)
         self._error: BaseException | None = None
         self._pfor = _PFOR(self._parallel_for)  # kept alive as long as the driver may call it
@@ -91,10 +94,11 @@ class NativeReplay:
                        for k, (kind, _) in enumerate(result_kinds) if kind == "alloc"]
         self._words = struct.Struct(f"={len(func.args) + len(self._works) + 1}q")
 
-    def _parallel_for(self, table: int, args: int, trips: int) -> None:
-        """The driver's callback for a big kernel: split ``[0, trips)`` over the pool."""
+    def _parallel_for(self, _pool: int, kernel: int, args: int, trips: int) -> None:
+        """The driver's callback for a big kernel without the native pool: split
+        ``[0, trips)`` over the Python thread pool."""
         try:
-            fn = self._kernels[table]
+            fn = self._kernels[kernel]
             pool = threads.pool()
             n = min(pool.size, trips)
             if n <= 1:
@@ -114,7 +118,12 @@ class NativeReplay:
         works = [take(k, shape, dtype) for k, shape, dtype in self._works]
         words = self._words.pack(*map(data_pointer, xs), *map(data_pointer, works),
                                  data_pointer(arena))
-        self._fn(words, self._table, self._pfor)
+        size = threads.pool().size
+        native = native_pool.pool(size) if size > 1 else None
+        if native is not None:
+            self._fn(words, self._table, native.pfor_address, native.state)
+        else:
+            self._fn(words, self._table, self._pfor, None)
         if self._error is not None:
             e, self._error = self._error, None
             raise e

@@ -433,14 +433,16 @@ def emit_replay(module: Module, func_name: str, symbol: str, parallel: Callable[
                 ) -> tuple[str, list[str], list[ReplayCall]]:
     """LLVM IR of a driver that runs a planned static program in one call.
 
-    ``void symbol(int64_t *bufs, void **ktab, void (*pfor)(int64_t, int64_t *, int64_t))``:
+    ``void symbol(int64_t *bufs, void **ktab, void (*pfor)(void *, void *, int64_t *, int64_t),
+    void *pool)``:
     ``bufs`` holds the input pointers, then one pointer per returned buffer (in
     result order, first return of each), then the 64-byte-aligned arena;
     ``ktab`` holds ``k, k__trips`` of each kernel (the runtime's loaded kernels, so
     the driver is small and compiled apart from them). Buffers with an ``offset``
     live in the arena. A call for which ``parallel(kernel, largest buffer elements)``
-    holds goes through ``pfor(table index, args, trips)``, which splits it over
-    the runtime's threads; the others run inline. Returns the IR, the kernel
+    holds goes through ``pfor(pool, kernel, args, trips)`` (the native pool's
+    ``lamina_pool_pfor``, or a Python callback), which splits it over the
+    runtime's threads; the others run inline. Returns the IR, the kernel
     table's names and the launches.
     """
     from lamina.runtime.bounds import has_top_level_parallel
@@ -506,7 +508,7 @@ def emit_replay(module: Module, func_name: str, symbol: str, parallel: Callable[
         if has_par:
             trips = body.emit(f"call i64 {trips_fn}(ptr {slot})")
             if par:
-                body.do(f"call void %pfor(i64 {t}, ptr {slot}, i64 {trips})")
+                body.do(f"call void %pfor(ptr %pool, ptr {fn}, ptr {slot}, i64 {trips})")
             else:
                 body.do(f"call void {fn}(ptr {slot}, i64 0, i64 {trips})")
         else:
@@ -514,6 +516,6 @@ def emit_replay(module: Module, func_name: str, symbol: str, parallel: Callable[
         launches.append(ReplayCall(kname, t, par))
     body.do("ret void")
     body.checks = []
-    text = (f"define void @{symbol}(ptr %bufs, ptr %ktab, ptr %pfor) nounwind {{\n"
+    text = (f"define void @{symbol}(ptr %bufs, ptr %ktab, ptr %pfor, ptr %pool) nounwind {{\n"
             + body.text() + "\n}\n")
     return text, table, launches
