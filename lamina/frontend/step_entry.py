@@ -156,6 +156,7 @@ class Entry:
     eager_reason: str | None = None  # set: this signature runs eagerly
     on_abort: list[Callable[[], None]] = field(default_factory=list)
     _out_ok: bool | None = None  # whether the program takes out= (checked once)
+    _checks: list[tuple[Callable[[], Any], Any]] | None = None  # (get, expected) per guard
     device: Any = None  # the CUDA device (driver Device) the program runs on; None: CPU
     # Compute new values of captured tensors straight into their memory with the
     # runtime's out= (they alias the program's inputs). Off: today the runtime's
@@ -170,6 +171,20 @@ class Entry:
             f()
 
     def failure(self) -> str | None:
+        """The first failing guard's message, or None when the entry applies. Every call
+        of a compiled step checks its guards, so the passing case is one tight loop; the
+        messages are built only when one fails."""
+        checks = self._checks
+        if checks is None or len(checks) != len(self.guards):
+            checks = self._checks = [(g.get, g.expected) for g in self.guards]
+        try:
+            for get, expected in checks:
+                if get() != expected:
+                    break
+            else:
+                return None
+        except (KeyError, AttributeError, IndexError):
+            pass
         for g in self.guards:
             msg = g.failure()
             if msg is not None:
