@@ -149,19 +149,35 @@ class _Tiling:
                 out.append(k if a == cdim else free)
         return tuple(out)
 
-    def a_at(self, batch: list, m, k) -> Value:
+    def a_at(self, batch: list, m, k, ev: Evaluator | None = None) -> Value:
+        ev = ev or self.ev
         idx = self._operand_index(self.lhs.type.rank, self.lb, self.lc, batch, m, k)
-        return self.ev.cast(self.ev.at(self.lhs, idx), self.acc_t)
+        return ev.cast(ev.at(self.lhs, idx), self.acc_t)
 
-    def b_at(self, batch: list, k, n) -> Value:
+    def b_at(self, batch: list, k, n, ev: Evaluator | None = None) -> Value:
+        ev = ev or self.ev
         idx = self._operand_index(self.rhs.type.rank, self.rb, self.rc, batch, n, k)
-        return self.ev.cast(self.ev.at(self.rhs, idx), self.acc_t)
+        return ev.cast(ev.at(self.rhs, idx), self.acc_t)
 
-    def vec(self, v: Value) -> Value:
-        v = self.ev.splat(v)
-        if v.type != VectorType(self.ev.width, self.acc_t):
+    def vec(self, v: Value, ev: Evaluator | None = None) -> Value:
+        ev = ev or self.ev
+        v = ev.splat(v)
+        if v.type != VectorType(ev.width, self.acc_t):
             raise NotVectorizable(f"{v.type} in a {self.acc_t} contraction")
         return v
+
+    def narrow(self) -> Evaluator | None:
+        """An evaluator whose vectors are the ``N % width`` tail columns, when N is static
+        and that tail has at least two columns; else None (the tail stays scalar)."""
+        n = self.kb.const_of(self.n)
+        tail = n % self.ev.width if n is not None else 0
+        if tail < 2:
+            return None
+        ev = self.ev
+        narrow = Evaluator(ev.kb, ev.shapes, ev.inputs, tail, ev.what, ev.target)
+        narrow.overrides, narrow.spills = ev.overrides, ev.spills
+        narrow.row_divisors = ev.row_divisors
+        return narrow
 
     # -- structure ----------------------------------------------------------------------
     def panel_cols(self, tile_cols: int) -> Value:
@@ -220,9 +236,10 @@ class _Tiling:
         kb = self.kb
         return kb.emit("loop.lt", kb.emit("loop.add", first, kb.index(offset)), size)
 
-    def store(self, cond: Value, acc: Value, idx: tuple, at: tuple) -> None:
+    def store(self, cond: Value, acc: Value, idx: tuple, at: tuple,
+              ev: Evaluator | None = None) -> None:
         """Apply the epilogue to ``acc`` (the product at ``idx``) and store it, if ``cond``."""
-        kb, ev = self.kb, self.ev
+        kb, ev = self.kb, ev or self.ev
         with kb.loop(kb.index(0), kb.emit("loop.cast", cond, dtype=index), kb.index(1)):
             def product(at_idx: tuple) -> Value:
                 if index_key(at_idx) != index_key(idx):
@@ -241,29 +258,34 @@ class _Tiling:
 
 
 def _b_rows(t: _Tiling) -> None:
-    """C tile of MR x (NV vectors): splat A elements, load B rows along N."""
+    """C tile of MR x (NV vectors): splat A elements, load B rows along N.
+
+    Columns past the whole vectors are one narrower vector (``_Tiling.narrow``) when N
+    is static, else scalar columns.
+    """
     kb, ev, width = t.kb, t.ev, t.ev.width
     zero = kb.const(0, t.acc_t)
+    narrow = t.narrow()
 
-    def tile(batch: list, m0: Value, n0: Value, nvec: int, rows: list[Value],
+    def tile(e: Evaluator, batch: list, m0: Value, n0: Value, nvec: int, rows: list[Value],
              valid: list[Value]) -> None:
         if nvec:
-            inits = [ev.splat(zero)] * (len(rows) * nvec)
+            inits = [e.splat(zero)] * (len(rows) * nvec)
         else:
             inits = [zero] * len(rows)
         with kb.loop(kb.index(0), t.k, kb.index(1), inits) as lp:
             if nvec:
                 bs = [t.vec(t.b_at(batch, lp.iv, Lane(kb.emit("loop.add", n0,
-                                                                kb.index(j * width)))))
+                                                                kb.index(j * e.width))), e), e)
                       for j in range(nvec)]
             else:
                 bs = [t.b_at(batch, lp.iv, n0)]
             new = []
             for r, row in enumerate(rows):
-                a = t.a_at(batch, row, lp.iv)
-                if ev.is_vec(a):
+                a = t.a_at(batch, row, lp.iv, e)
+                if e.is_vec(a):
                     raise NotVectorizable("A element is a vector")
-                a = ev.splat(a) if nvec else a
+                a = e.splat(a) if nvec else a
                 for j, b in enumerate(bs):
                     acc = lp.args[r * len(bs) + j]
                     new.append(kb.emit("loop.add", acc, kb.emit("loop.mul", a, b)))
@@ -272,9 +294,9 @@ def _b_rows(t: _Tiling) -> None:
         for r in range(len(rows)):
             row = kb.emit("loop.add", m0, kb.index(r))
             for j in range(max(nvec, 1)):
-                col = kb.emit("loop.add", n0, kb.index(j * width)) if nvec else n0
+                col = kb.emit("loop.add", n0, kb.index(j * e.width)) if nvec else n0
                 ix = (*batch, row, Lane(col) if nvec else col)
-                t.store(valid[r], accs[r * max(nvec, 1) + j], ix, (*batch, row, col))
+                t.store(valid[r], accs[r * max(nvec, 1) + j], ix, (*batch, row, col), e)
 
     step = kb.index(NV * width)
     n_full = kb.emit("loop.sub", t.n, kb.emit("loop.rem", t.n, step))
@@ -285,12 +307,20 @@ def _b_rows(t: _Tiling) -> None:
         rows = [t.clamped(m0, r, t.m) for r in range(MR)]
         valid = [t.valid(m0, r, t.m) for r in range(MR)]
         with kb.loop(n0, kb.emit("loop.min", n1, n_full), step) as lp:
-            tile(batch, m0, lp.iv, NV, rows, valid)
+            tile(ev, batch, m0, lp.iv, NV, rows, valid)
         with kb.loop(kb.emit("loop.max", n0, n_full), kb.emit("loop.min", n1, n_vec),
                      kb.index(width)) as lp:
-            tile(batch, m0, lp.iv, 1, rows, valid)
-        with kb.loop(kb.emit("loop.max", n0, n_vec), n1, kb.index(1)) as lp:
-            tile(batch, m0, lp.iv, 0, rows, valid)
+            tile(ev, batch, m0, lp.iv, 1, rows, valid)
+        tail = kb.emit("loop.max", n0, n_vec)
+        if narrow is not None:
+            try:  # one trip (the tail columns) in the last block, none in the others
+                with kb.loop(tail, n1, kb.index(narrow.width)) as lp:
+                    tile(narrow, batch, m0, lp.iv, 1, rows, valid)
+                return
+            except NotVectorizable:  # e.g. B strided along N: the tail stays scalar
+                pass
+        with kb.loop(tail, n1, kb.index(1)) as lp:
+            tile(ev, batch, m0, lp.iv, 0, rows, valid)
 
     t.tiles(MR, t.panel_cols(NV * width), body)
 
