@@ -756,6 +756,9 @@ def _shape_arg(size: tuple, op: str) -> tuple[int, ...]:
     for d in size:
         if isinstance(d, Tensor):
             d = int(d)
+        if d is None and trace.symbolic_batch():  # the batch size of a dynamic trace
+            out.append(d)
+            continue
         if not isinstance(d, int) or isinstance(d, bool):
             raise TypeError(f"{op}(): size must be a sequence of ints, got {size!r}")
         if d < 0:
@@ -771,6 +774,8 @@ def empty(*size: Any, dtype: dt.dtype | None = None, device: Any = None,
 
     dtype = dtype or dt.default_float
     shape = _shape_arg(size, "empty")
+    if None in shape:  # a dynamic trace: sized by the batch, so filled like zeros
+        return full(shape, 0, dtype=dtype, requires_grad=requires_grad)
     return _leaf(create(device, "empty", lambda: Tensor._wrap(_alloc(shape, dtype), dtype)),
                  requires_grad)
 
@@ -788,8 +793,8 @@ def full(size: Sequence[int], fill_value: Any, *, dtype: dt.dtype | None = None,
     if dtype is None:
         dtype = dt.scalar_dtype(fill_value)
     if trace.current() is not None:
-        return dispatch.apply("full", lambda b: b("tensor.full", value=fill_value, shape=shape,
-                                                  dtype=dtype.ir), (), lambda: None)
+        return dispatch.apply("full", lambda b: trace.fill(b, fill_value, shape, dtype.ir), (),
+                              lambda: None)
     if 0 in shape:
         return _leaf(create(device, "full", lambda: Tensor._wrap(_alloc(shape, dtype), dtype)),
                      requires_grad)

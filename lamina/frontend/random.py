@@ -34,6 +34,7 @@ How bits become numbers (each element uses its own words of the stream):
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
 import os
 import threading
@@ -312,6 +313,11 @@ def bits63_core() -> tuple[int, Core]:
 
 
 # -- running a draw ---------------------------------------------------------------------------
+def _batch_counters(static: int, batch_axes: int, per: int, batch: int) -> int:
+    """Counters of a draw of ``static * batch**batch_axes`` elements (what eager reserves)."""
+    return -(-(static * batch**batch_axes) // per)
+
+
 def draw(name: str, signature: tuple, core: tuple[int, Core], shape: Sequence[int],
          out: dt.dtype, params: Sequence[tuple[Any, dt.dtype]] = (),
          generator: Generator | None = None) -> Tensor:
@@ -325,11 +331,15 @@ def draw(name: str, signature: tuple, core: tuple[int, Core], shape: Sequence[in
     shape = tuple(shape)
     n = 1
     for d in shape:
-        n *= d
+        n *= 1 if d is None else d
     per = elements_per_counter(stride)
     tr = trace.current()
+    batch_axes = shape.count(None)  # the batch size (dynamic traces only, see ops._shape_arg)
     if tr is not None:  # the key and offset are inputs of the compiled step, read per call
-        key_t, offset_t = tr.random_inputs(gen, -(-n // per))
+        counters: Any = -(-n // per)
+        if batch_axes:  # known per call: the eager count at the call's batch size
+            counters = functools.partial(_batch_counters, n, batch_axes, per)
+        key_t, offset_t = tr.random_inputs(gen, counters)
         arrays = [np.array(0, np.int64), np.array(0, np.int64)]
     else:
         key, offset = gen.advance(-(-n // per))
@@ -340,8 +350,13 @@ def draw(name: str, signature: tuple, core: tuple[int, Core], shape: Sequence[in
     if tr is not None:
         args[:2] = [key_t, offset_t]
 
+    def expand(b: Builder, v: Value) -> Value:
+        if batch_axes:
+            return trace.batch_broadcast(b, v, shape)
+        return b("tensor.expand", v, shape=shape) if shape else v
+
     def semantic(b: Builder, *vals: Value) -> Value:
-        return build(b, *(b("tensor.expand", v, shape=shape) if shape else v for v in vals))
+        return build(b, *(expand(b, v) for v in vals))
 
     def eager() -> Tensor:
         from lamina.runtime import empty

@@ -196,7 +196,7 @@ class Entry:
         computed now; the random generators advance as the eager step would)."""
         from lamina.frontend.ops import contiguous
 
-        ctx: dict = {}
+        ctx: dict = {"args": args}  # trace.batch_of: the batch size of random draws
         for f in self.prepare:
             f(ctx)
         arrays = []

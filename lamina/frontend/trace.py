@@ -301,35 +301,53 @@ class Trace:
         self.sources.append(DynamicSource(fn, what))
         return self.wrap(v, False)
 
-    def random_inputs(self, gen: Any, counters: int) -> tuple[Tensor, Tensor]:
+    def random_inputs(self, gen: Any, counters: int | Callable[[int], int]
+                      ) -> tuple[Tensor, Tensor]:
         """The Philox key and offset of one draw of ``counters`` counters from ``gen``.
 
         Each call of the compiled step reads the generator's seed and offset, gives
         each draw the offset the trace gave it relative to that start, and advances
         the generator by what the whole step consumes: replays draw fresh numbers,
-        the same ones eager would draw.
+        the same ones eager would draw. A draw whose shape holds the symbolic batch
+        size passes ``counters`` as a function of that size: its count, and so the
+        offsets of the draws after it and the generator's advance, are computed per
+        call from the arguments' actual leading size (``batch_of``).
         """
         from lamina.frontend import dtypes as dt
         from lamina.frontend.random import _as_signed
 
         gid = id(gen)
         rec = self.generators.get(gid)
-        if rec is None:
-            rec = self.generators[gid] = [gen, 0]
+        if rec is None:  # [generator, static counters so far, per-batch counter functions]
+            rec = self.generators[gid] = [gen, 0, []]
 
             def reserve(ctx: dict) -> None:
                 ctx[gid] = (gen._seed, gen._offset)
-                gen.advance(rec[1])
+                gen.advance(_used(rec[1], rec[2], ctx))
 
             self.prepare.append(reserve)
-        rel = rec[1]
-        rec[1] += counters
+        rel, rel_dyn = rec[1], tuple(rec[2])
+        if callable(counters):
+            rec[2].append(counters)
+        else:
+            rec[1] += counters
         key = self.dynamic_input(lambda ctx: np.array(_as_signed(ctx[gid][0]), np.int64),
                                  dt.int64, (), "random key")
         off = self.dynamic_input(
-            lambda ctx: np.array(_as_signed((ctx[gid][1] + rel) % 2**64), np.int64),
+            lambda ctx: np.array(_as_signed((ctx[gid][1] + _used(rel, rel_dyn, ctx)) % 2**64),
+                                 np.int64),
             dt.int64, (), "random offset")
         return key, off
+
+    # -- sizes that are the symbolic batch size -----------------------------------------------
+    def batch_value(self) -> Value | None:
+        """An argument of the step whose leading size is ``?`` (the batch size), or None
+        when the trace has static shapes."""
+        n = sum(isinstance(s, ArgSource) for s in self.sources)
+        for v in self.graph.body.args[:n]:
+            if v.type.rank and v.type.shape[0] is None:
+                return v
+        return None
 
     def _add_arg(self, t: TensorType, hint: str) -> Value:
         body = self.graph.body
@@ -340,6 +358,53 @@ class Trace:
     def finish(self, outputs: list[Value]) -> Graph:
         self.graph.body.append(Return(outputs, []))
         return self.graph
+
+
+def _used(static: int, per_batch: Any, ctx: dict) -> int:
+    """Counters drawn: ``static`` plus each per-batch count at this call's batch size."""
+    if not per_batch:
+        return static
+    b = batch_of(ctx)
+    return static + sum(f(b) for f in per_batch)
+
+
+def batch_of(ctx: dict) -> int:
+    """The leading size of this call's tensor arguments (``Entry.inputs`` puts them in
+    ``ctx["args"]``; a dynamic program only runs when they all agree)."""
+    from lamina.frontend.tensor import Tensor
+
+    for a in ctx["args"]:
+        if isinstance(a, Tensor) and a.ndim:
+            return int(a.shape[0])
+    raise RuntimeError("lamina.compile: a dynamic step drew random numbers of the batch size "
+                       "but was called without a tensor argument that has a leading axis")
+
+
+def symbolic_batch() -> bool:
+    """Whether a trace with a symbolic batch size is recording: a creation op's size may
+    then be ``None`` (``x.size(0)``, ``x.shape``), meaning that size."""
+    tr = current()
+    return tr is not None and tr.batch_value() is not None
+
+
+def fill(b: Builder, value: Any, shape: tuple, dtype: Any) -> Value:
+    """``tensor.full`` of ``shape``; where ``shape`` holds ``None`` (the batch size, only
+    in a dynamic trace) a 0-d fill broadcast to it by ``prim.fill_batch``."""
+    if None not in shape:
+        return b("tensor.full", value=value, shape=tuple(shape), dtype=dtype)
+    return batch_broadcast(b, b("tensor.full", value=value, shape=(), dtype=dtype), shape)
+
+
+def batch_broadcast(b: Builder, v: Value, shape: tuple) -> Value:
+    """0-d ``v`` broadcast to ``shape`` whose ``None`` sizes are the step's batch size."""
+    from lamina.passes import lower_shape  # noqa: F401  (registers prim.fill_batch's rules)
+
+    tr = current()
+    like = tr.batch_value() if tr is not None else None
+    if like is None:
+        raise TypeError(f"size must be a sequence of ints, got {tuple(shape)!r} (None is the "
+                        "batch size only inside lamina.compile(dynamic=True))")
+    return b("prim.fill_batch", v, like, shape=tuple(shape))
 
 
 _state = threading.local()

@@ -1,8 +1,11 @@
-"""Lowering, derivative and reference rules of ``prim.reshape_tail`` (``ir/dialects/prim_shape``).
+"""Lowering, derivative and reference rules of ``prim.reshape_tail`` and ``prim.fill_batch``
+(``ir/dialects/prim_shape``).
 
 The kept axes pass their index through; the static tail is remapped like a
 static reshape (row-major flat index, unravelled by the operand's tail sizes).
-Importing this module registers the rules (the frontend does, before it
+``prim.fill_batch`` reads its 0-d operand at
+every index and never reads ``like`` (only its size). Importing this module
+registers the rules (the frontend does, before it
 records the op).
 """
 
@@ -49,3 +52,17 @@ def _reshape_tail_vjp(e: Any, attrs: dict, inputs: list, outputs: list, cts: lis
     shape = tuple(e.shape(inputs[0]))
     return [e.prim("prim.reshape_tail", cts[0], keep=attrs["keep"], shape=shape)]
 
+
+
+def _fill_batch_at(ev: Any, op: Op, idx: tuple) -> Value:
+    return ev.at(op.operands[0], ())
+
+
+lower_eval.register_rule(PS.FillBatch, _fill_batch_at)
+
+
+@vjp("prim.fill_batch")
+def _fill_batch_vjp(e: Any, attrs: dict, inputs: list, outputs: list, cts: list,
+                    need: list) -> list:
+    """The frontend only fills constants and random state: nothing to differentiate."""
+    return [None, None]

@@ -6,6 +6,13 @@ activations: ``x.flatten(1)`` or ``x.view(x.size(0), -1)`` on a
 ``tensor<?x4x4x4xf32>``. ``prim.reshape_tail`` is that reshape: it keeps the
 first ``keep`` axes (which may be ``?``) and reshapes the static rest, so its
 lowering stays a static index remapping per kept position.
+
+``prim.fill_batch`` is the creation side: ``zeros((layers, batch, hidden))``
+or a dropout mask ``rand(x.shape)`` inside a dynamic trace asks for a shape
+with the batch size in it, which no value of the trace holds as a number. It
+broadcasts a 0-d value to a shape whose ``?`` axes have the size of axis 0 of
+a second operand (``like``, an argument of the step); ``like`` is never read,
+it only tells the run-time size solver where the size lives.
 """
 
 from __future__ import annotations
@@ -56,3 +63,34 @@ class ReshapeTail(Prim):
     def size_links(self) -> list[tuple[int, int, int]]:
         """The kept axes are the operand's (what the run-time size solver needs)."""
         return [(0, a, a) for a in range(self.attrs["keep"])]
+
+
+@register
+class FillBatch(Prim):
+    """``x`` (0-d) broadcast to ``shape``; every ``?`` axis has ``like``'s axis-0 size."""
+
+    name = "prim.fill_batch"
+    num_operands = 2
+    attributes = ("shape",)
+    traits = frozenset({"pure", "movement"})
+
+    @classmethod
+    def infer(cls, operand_types: list[Any], attrs: dict[str, Any]) -> list[TensorType]:
+        x = _tensor(operand_types[0], cls.name)
+        like = _tensor(operand_types[1], cls.name)
+        shape = attrs["shape"]
+        if x.rank != 0:
+            raise IRError(f"{cls.name}: the filled value must be 0-d, got {x}")
+        if like.rank == 0 or like.shape[0] is not None:
+            raise IRError(f"{cls.name}: like must have a ? leading size, got {like}")
+        if not isinstance(shape, tuple) or not all(
+                d is None or isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                for d in shape):
+            raise IRError(f"{cls.name}: shape must list sizes >= 0 or ?, got {shape!r}")
+        if None not in shape:
+            raise IRError(f"{cls.name}: shape {list(shape)} has no ? axis (use a broadcast)")
+        return [x.with_shape(tuple(shape))]
+
+    def size_links(self) -> list[tuple[int, int, int]]:
+        """Every ``?`` axis of the result is ``like``'s axis 0."""
+        return [(1, 0, a) for a, d in enumerate(self.attrs["shape"]) if d is None]
