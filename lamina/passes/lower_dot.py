@@ -15,7 +15,10 @@ permuted or broadcast inputs need no copies), the kernel is:
 
 Rows past M in the last tile re-read row M-1 (clamped, so always in bounds)
 and their stores are skipped; the columns past the last whole tile are done
-one vector, then one element at a time. This needs unit stride along N in B.
+one vector, then, when N is static, as one narrower vector of the ``N % W``
+remaining columns (all of a small N such as a 10-class head: the row of B, the
+accumulators, the epilogue and the store are ``vector<10xf32>``), else one
+element at a time. This needs unit stride along N in B.
 When B is only contiguous along K (``x @ w.T``), a second form keeps
 ``MR x NC`` vector accumulators along K and reduces their lanes at the end.
 Anything else (several free or contracted axes, strided inner axes, an
