@@ -82,6 +82,8 @@ def _np_slice(a: np.ndarray, d: int, start: int, stop: int) -> np.ndarray:
 
 def _narrow_view(x: Tensor, d: int, start: int, stop: int, op: str) -> Tensor:
     """``x`` restricted to ``start:stop`` along axis ``d`` (a view)."""
+    if None in x.shape:  # a dynamic trace: getitem keeps the ? (batch) axes whole
+        return x[(slice(None),) * d + (slice(start, stop),)]
     attrs = _slice_attrs(x.shape, d, start, stop)
 
     def build(b: Builder, v: Value) -> Value:
@@ -93,6 +95,8 @@ def _narrow_view(x: Tensor, d: int, start: int, stop: int, op: str) -> Tensor:
 
 def _select_view(x: Tensor, d: int, i: int, op: str) -> Tensor:
     """``x`` at index ``i`` of axis ``d``, the axis removed (a view)."""
+    if None in x.shape:  # a dynamic trace: getitem keeps the ? (batch) axes whole
+        return x[(slice(None),) * d + (i,)]
     attrs = _slice_attrs(x.shape, d, i, i + 1)
     shape = tuple(s for k, s in enumerate(x.shape) if k != d)
 
@@ -207,8 +211,14 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     one = tuple(ref.shape[:d]) + (1,) + tuple(ref.shape[d:])
     shape = tuple(ref.shape[:d]) + (len(tensors),) + tuple(ref.shape[d:])
 
+    def unit(b: Builder, v: Value) -> Value:
+        if None in one:  # a dynamic trace: a broadcast keeps the ? (batch) axes linked
+            return b("prim.broadcast", v, shape=one, dims=tuple(k for k in range(len(one))
+                                                                if k != d))
+        return b("tensor.reshape", v, shape=one)
+
     def build(b: Builder, *vals: Value) -> Value:
-        vals = tuple(b("tensor.reshape", _cast(b, v, out), shape=one) for v in vals)
+        vals = tuple(unit(b, _cast(b, v, out)) for v in vals)
         return b("tensor.cat", *vals, dim=d) if len(vals) > 1 else b("tensor.copy", vals[0])
 
     def eager() -> Tensor:

@@ -286,6 +286,8 @@ def getitem(x: Tensor, key: Any) -> Tensor:
         items = items[:i] + (slice(None),) * (x.ndim - n_real) + items[i + 1:]
     else:
         items = items + (slice(None),) * (x.ndim - n_real)
+    if None in x.shape:  # a dynamic trace: ? axes are kept whole
+        return _symbolic_getitem(x, items)
     dim = 0
     for k in items:
         if isinstance(k, int):
@@ -329,3 +331,58 @@ def getitem(x: Tensor, key: Any) -> Tensor:
     # the trailing ... keeps an all-int index a 0-d view (numpy would return a scalar copy)
     return dispatch.apply("getitem", build, (x,),
                           lambda: Tensor._wrap(x._a[items + (...,)], x._dtype))
+
+
+def _symbolic_getitem(x: Tensor, items: tuple) -> Tensor:
+    """Basic indexing of a tensor with ``?`` (batch) sizes: ``prim.slice_keep`` slices and
+    indexes the static axes and keeps each ``?`` axis whole (other indexes of it raise)."""
+    from lamina.passes import lower_shape  # noqa: F401  (registers prim.slice_keep's rules)
+
+    start, stop, step, drop, out_shape, dims = [], [], [], [], [], []
+    dim = 0
+    for k in items:
+        if k is None:
+            out_shape.append(1)
+            continue
+        size = x.shape[dim]
+        if size is None:
+            if not (isinstance(k, slice) and k.start in (None, 0) and k.stop is None
+                    and k.step in (None, 1)):
+                raise TypeError(f"getitem: index {k!r} of axis {dim} of a tensor of shape "
+                                f"{list(x.shape)}: the symbolic batch axis of a dynamic trace "
+                                "can only be kept whole (':')")
+            start.append(0)
+            stop.append(None)
+            step.append(1)
+        elif isinstance(k, int):
+            if not -size <= k < size:
+                raise IndexError(f"index {k} is out of bounds for dimension {dim} with size "
+                                 f"{size}")
+            k = k + size if k < 0 else k
+            start.append(k)
+            stop.append(k + 1)
+            step.append(1)
+            drop.append(dim)
+        else:
+            a, b, s = k.indices(size)
+            b = max(a, b)
+            start.append(a)
+            stop.append(b)
+            step.append(s)
+        if not isinstance(k, int):
+            dims.append(len(out_shape))
+            out_shape.append(None if size is None else (stop[-1] - start[-1] + step[-1] - 1)
+                             // step[-1])
+        dim += 1
+    whole = not drop and all(b is None or (a, b, s) == (0, d, 1)
+                             for a, b, s, d in zip(start, stop, step, x.shape))
+
+    def build(b: Any, v: Any) -> Any:
+        if not whole:
+            v = b("prim.slice_keep", v, start=tuple(start), stop=tuple(stop), step=tuple(step),
+                  drop=tuple(drop))
+        if len(dims) != len(out_shape):  # new axes (None in the index)
+            v = b("prim.broadcast", v, shape=tuple(out_shape), dims=tuple(dims))
+        return v
+
+    return dispatch.apply("getitem", build, (x,), lambda: None)

@@ -3,7 +3,9 @@
 
 The kept axes pass their index through; the static tail is remapped like a
 static reshape (row-major flat index, unravelled by the operand's tail sizes).
-``prim.fill_batch`` reads its 0-d operand at
+``prim.slice_keep`` maps each kept axis to
+``start + i * step`` (``?`` axes pass through) and reads a dropped axis at its
+start. ``prim.fill_batch`` reads its 0-d operand at
 every index and never reads ``like`` (only its size). Importing this module
 registers the rules (the frontend does, before it
 records the op).
@@ -66,3 +68,45 @@ def _fill_batch_vjp(e: Any, attrs: dict, inputs: list, outputs: list, cts: list,
                     need: list) -> list:
     """The frontend only fills constants and random state: nothing to differentiate."""
     return [None, None]
+
+
+def _slice_keep_at(ev: Any, op: Op, idx: tuple) -> Value:
+    (x,) = op.operands
+    start, step, drop = op.attrs["start"], op.attrs["step"], op.attrs["drop"]
+    src, k = [], 0
+    for axis in range(x.type.rank):
+        if axis in drop:
+            src.append(ev.kb.index(start[axis]))
+            continue
+        i = idx[k]
+        k += 1
+        if step[axis] != 1:
+            i = ev.mulc(i, step[axis])
+        src.append(ev.addc(i, start[axis]))
+    return ev.at(x, tuple(src))
+
+
+lower_eval.register_rule(PS.SliceKeep, _slice_keep_at)
+
+
+@vjp("prim.slice_keep")
+def _slice_keep_vjp(e: Any, attrs: dict, inputs: list, outputs: list, cts: list,
+                    need: list) -> list:
+    """The cotangent put back in place: dropped axes re-inserted as size 1 (a broadcast,
+    which keeps ``?`` axes linked), then zeros padded around the static slices."""
+    (x,), (g,) = inputs, cts
+    start, stop, step, drop = (attrs[k] for k in ("start", "stop", "step", "drop"))
+    if any(s != 1 for s in step):
+        raise NotImplementedError("prim.slice_keep: the derivative of a strided slice over a "
+                                  "symbolic batch is not supported")
+    xs = tuple(e.shape(x))
+    kept = [a for a in range(len(xs)) if a not in drop]
+    if drop:
+        shape = tuple(1 if a in drop else (None if xs[a] is None else stop[a] - start[a])
+                      for a in range(len(xs)))
+        g = e.prim("prim.broadcast", g, shape=shape, dims=tuple(kept))
+    high = tuple(0 if d is None else d - b for d, b in zip(xs, stop))
+    if any(start) or any(high):
+        zero = 0.0 if e.dtype(g).is_float else 0
+        g = e.prim("prim.pad", g, low=tuple(start), high=high, value=zero)
+    return [g]

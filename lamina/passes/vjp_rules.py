@@ -373,7 +373,12 @@ def _broadcast_vjp(e: Emitter, attrs: dict, inputs, outputs, cts, need) -> list:
     stretched = [d for s, d in zip(xs, dims) if s == 1 and shape[d] != 1]
     axes = tuple(sorted(new + stretched))
     out = e.prim("prim.reduce_sum", g, axes=axes) if axes else g
-    return [out if tuple(e.shape(out)) == xs else e.prim("prim.reshape", out, shape=xs)]
+    if tuple(e.shape(out)) == xs:
+        return [out]
+    if None in xs:  # ? (batch) axes: the size-1 axes come back by a broadcast (linked sizes)
+        kept = tuple(i for i, d in enumerate(dims) if d not in axes)
+        return [e.prim("prim.broadcast", out, shape=xs, dims=kept)]
+    return [e.prim("prim.reshape", out, shape=xs)]
 
 
 @vjp("prim.slice")
@@ -423,8 +428,13 @@ def _concat_vjp(e: Emitter, attrs: dict, inputs, outputs, cts, need) -> list:
         n = e.shape(x)[axis]
         start = tuple(offset if i == axis else 0 for i in range(len(gs)))
         stop = tuple(offset + n if i == axis else d for i, d in enumerate(gs))
-        out.append(e.prim("prim.slice", g, start=start, stop=stop, step=(1,) * len(gs))
-                   if wanted else None)
+        if not wanted:
+            out.append(None)
+        elif None in gs:  # ? (batch) axes: kept whole by prim.slice_keep
+            out.append(e.prim("prim.slice_keep", g, start=start, stop=stop,
+                              step=(1,) * len(gs), drop=()))
+        else:
+            out.append(e.prim("prim.slice", g, start=start, stop=stop, step=(1,) * len(gs)))
         offset += n
     return out
 

@@ -234,3 +234,50 @@ def test_none_size_outside_a_dynamic_trace_raises():
         lamina.rand(None, 3)
     with pytest.raises(TypeError, match="size must be a sequence of ints"):
         lamina.compile(lambda x: x + lamina.ones((None, 2)))(lamina.ones(3, 2))
+
+
+def _slices(x):
+    return (x[:, 1:4] * 2, x[:, -1], x[:, None, ::2], x.chunk(2, 1)[1], x[..., 0:1],
+            lamina.stack([x[:, 0], x[:, 5]], 1))
+
+
+def test_indexing_keeps_the_batch_axis_whole():
+    fast = lamina.compile(_slices, dynamic=True)
+    rng = np.random.default_rng(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in (*BATCHES, 1):
+            x = lamina.from_numpy(rng.standard_normal((n, 6)).astype(np.float32))
+            for g, w in zip(fast(x), _slices(x)):
+                assert g.shape == w.shape
+                np.testing.assert_array_equal(g.numpy(), w.numpy())
+    assert fast.stats()["compiles"] == 1
+
+
+def test_gradient_through_indexing_over_the_batch():
+    w = lamina.from_numpy(np.array([0.5, -1.0, 2.0], np.float32)).requires_grad_()
+    opt = lamina.optim.SGD([w], lr=0.1)
+
+    def step(x):
+        z = x[:, 1:4] * w + x[:, 0, None] * w[0] + lamina.stack([x[:, 4], x[:, 5]], 1).sum(1, True)
+        loss = (z * z).sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    rng = np.random.default_rng(6)
+    data = [lamina.from_numpy(rng.standard_normal((n, 6)).astype(np.float32)) for n in BATCHES]
+    with lamina.no_grad():
+        w0 = w.detach().numpy().copy()
+    want = [float(step(x)) for x in data]
+    want_w = w.detach().numpy().copy()
+    with lamina.no_grad():
+        w.copy_(lamina.from_numpy(w0))
+    fast = lamina.compile(step, dynamic=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = [float(fast(x)) for x in data]
+    assert fast.stats()["compiles"] == 1
+    assert all(_rel(a, b) < 1e-5 for a, b in zip(got, want))
+    assert _rel(w.detach().numpy(), want_w) < 1e-5

@@ -13,6 +13,11 @@ with the batch size in it, which no value of the trace holds as a number. It
 broadcasts a 0-d value to a shape whose ``?`` axes have the size of axis 0 of
 a second operand (``like``, an argument of the step); ``like`` is never read,
 it only tells the run-time size solver where the size lives.
+
+``prim.slice_keep`` is basic indexing over such values (``h0[k]``,
+``xg[t]``, ``o[:, -1]``, ``g[:, :8]``): ``prim.slice`` needs static stops,
+this one slices the static axes, keeps every ``?`` axis whole and drops the
+axes indexed by an int.
 """
 
 from __future__ import annotations
@@ -94,3 +99,55 @@ class FillBatch(Prim):
     def size_links(self) -> list[tuple[int, int, int]]:
         """Every ``?`` axis of the result is ``like``'s axis 0."""
         return [(1, 0, a) for a, d in enumerate(self.attrs["shape"]) if d is None]
+
+
+@register
+class SliceKeep(Prim):
+    """Slice the static axes (``start/stop/step``), keep ``?`` axes whole (start 0, stop
+    ``?``, step 1), then drop the axes listed in ``drop`` (each sliced to one element)."""
+
+    name = "prim.slice_keep"
+    num_operands = 1
+    attributes = ("start", "stop", "step", "drop")
+    traits = frozenset({"pure", "movement"})
+
+    @classmethod
+    def infer(cls, operand_types: list[Any], attrs: dict[str, Any]) -> list[TensorType]:
+        t = _tensor(operand_types[0], cls.name)
+        start, stop, step, drop = (attrs[k] for k in ("start", "stop", "step", "drop"))
+        if not all(isinstance(a, tuple) and len(a) == t.rank for a in (start, stop, step)):
+            raise IRError(f"{cls.name}: start/stop/step need {t.rank} entries each")
+        if not isinstance(drop, tuple) or list(drop) != sorted(set(drop)) or any(
+                not 0 <= a < t.rank for a in drop):
+            raise IRError(f"{cls.name}: drop must list distinct axes of {t}, in order, got "
+                          f"{drop!r}")
+        out: list[int | None] = []
+        for axis, (d, a, b, s) in enumerate(zip(t.shape, start, stop, step)):
+            if d is None:
+                if (a, b, s) != (0, None, 1) or axis in drop:
+                    raise IRError(f"{cls.name}: the ? axis {axis} must be kept whole, got "
+                                  f"{a}:{b}:{s}")
+                out.append(None)
+                continue
+            if not all(isinstance(v, int) for v in (a, b, s)) or s < 1 or a < 0 or b < a \
+                    or b > d:
+                raise IRError(f"{cls.name}: bad slice {a}:{b}:{s} of axis {axis} (size {d})")
+            n = (b - a + s - 1) // s
+            if axis in drop:
+                if n != 1:
+                    raise IRError(f"{cls.name}: dropped axis {axis} must keep one element, "
+                                  f"got {a}:{b}:{s}")
+                continue
+            out.append(n)
+        return [t.with_shape(tuple(out))]
+
+    def size_links(self) -> list[tuple[int, int, int]]:
+        """Each ``?`` axis is the operand's, at its position among the kept axes."""
+        links, k = [], 0
+        for axis, d in enumerate(self.operands[0].type.shape):
+            if axis in self.attrs["drop"]:
+                continue
+            if d is None:
+                links.append((0, axis, k))
+            k += 1
+        return links
