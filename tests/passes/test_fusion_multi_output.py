@@ -365,3 +365,25 @@ def test_multi_output_kernel_on_cuda_matches_numpy(cuda_device):
     for g, w in zip(got, [p + a, np.exp(p) + (a - b)]):
         assert g.device.type == "cuda"
         _close(g.cpu().numpy(), w, rtol=1e-5, atol=1e-5)
+
+
+def test_out_into_an_input_of_a_merged_kernel_is_written_in_place():
+    from lamina.runtime import compile_program
+
+    x = np.random.default_rng(3).standard_normal(64).astype(np.float32)
+    f = lamina.compile(lambda x: (x * 2.0, lamina.exp(x) + x))
+    loop = f.lower(lamina.tensor(x)).stages.loop
+    prog = compile_program(loop)
+    assert prog.calls == 1
+    want = compile_program(loop, plan=False)(x)
+    _close(want[1], np.exp(x) + x)
+    for k in (0, 1):
+        for _ in range(2):  # Python path, then native
+            xx = x.copy()
+            outs = [None, None]
+            outs[k] = xx
+            got = prog(xx, out=outs)
+            assert got[k] is xx
+            np.testing.assert_array_equal(got[k], want[k])
+            np.testing.assert_array_equal(got[1 - k], want[1 - k])
+    assert not prog._scratches  # each element of x is read before any output overwrites it
