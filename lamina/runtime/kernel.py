@@ -23,9 +23,13 @@ from lamina.ir.types import MemRefType
 from lamina.runtime import native_pool, threads
 from lamina.runtime.argcheck import ArgSpec, fast_path
 from lamina.runtime.bounds import BoundsCheck, derive_bounds, has_top_level_parallel, written_args
+from lamina.runtime.work import static_work
 
-# Split a call over the thread pool only when it is worth a dispatch (~10-20 µs).
+# Split a call over the thread pool only when it is worth a dispatch: a buffer of this
+# many elements, or (with the native pool, whose dispatch costs ~1 us) this much work
+# (runtime/work.py: ~5-10 us on one core).
 PARALLEL_MIN_ELEMENTS = 1 << 16
+PARALLEL_MIN_WORK = 1 << 17
 
 _KERNEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int64, ctypes.c_int64)
 _TRIPS_FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_char_p)
@@ -42,7 +46,8 @@ class Kernel:
 
     def __init__(self, library: Any, name: str, arg_types: Sequence[MemRefType],
                  arg_names: Sequence[str | None] = (), writes: Sequence[int] = (),
-                 bounds: BoundsCheck | None = None, parallel: bool = True):
+                 bounds: BoundsCheck | None = None, parallel: bool = True,
+                 work: int | None = None):
         self.name = name
         self.library = library  # keeps the code alive as long as this kernel
         names = list(arg_names) + [None] * (len(arg_types) - len(arg_names))
@@ -58,6 +63,8 @@ class Kernel:
         self.arg_types = tuple(arg_types)
         self.bounds = bounds
         self.parallel = parallel
+        self.work = work  # ops per call (runtime/work.py), None when unknown
+        self.heavy = parallel and work is not None and work >= PARALLEL_MIN_WORK
         # pack(*buffers) -> bytes: the checks and the args words, generated for this signature.
         self.pack = fast_path(self.specs, f"kernel @{name}", bounds)
         self._addr = library.address(name)
@@ -73,7 +80,7 @@ class Kernel:
         bounds = derive_bounds(graph)
         return cls(library, graph.name, types, [a.hint for a in graph.args],
                    written_args(graph), BoundsCheck(bounds, graph.name, types) if bounds else None,
-                   has_top_level_parallel(graph))
+                   has_top_level_parallel(graph), static_work(graph))
 
     def __repr__(self) -> str:
         return f"Kernel(@{self.name}({', '.join(str(t) for t in self.arg_types)}))"
@@ -90,13 +97,21 @@ class Kernel:
             return
         trips = self._trips(args)
         if trips >= 2:
+            big = False
             for a in arrays:
                 if a.size >= PARALLEL_MIN_ELEMENTS:
-                    pool = threads.pool()
-                    if pool.size > 1:
+                    big = True
+                    break
+            if big or self.heavy:
+                pool = threads.pool()
+                if pool.size > 1:
+                    native = native_pool.pool(pool.size)
+                    if native is not None:
+                        native.run(self._addr, args, trips, min(native.chunks, trips))
+                        return
+                    if big:  # Python threads: only for big buffers (~10-20 us a dispatch)
                         self._split(args, trips, min(pool.size, trips), pool)
                         return
-                    break
         if trips > 0:
             self._fn(args, 0, trips)
 

@@ -28,6 +28,10 @@ from typing import Any
 log = logging.getLogger("lamina.runtime")
 
 DEFAULT_SPIN = 4096
+# A job is cut into a few chunks per thread, claimed in turn: when a worker starts late
+# (a busy machine), the caller takes over the chunks it has not claimed yet instead of
+# waiting for one big chunk.
+CHUNKS_PER_THREAD = 4
 _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64,
                         ctypes.c_int64)
 _STOP = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -118,7 +122,8 @@ class NativePool:
         self.state = (self.state + 63) & ~63 if self.state % 64 else self.state
         ctypes.c_int64.from_address(self.state + LAYOUT["spin"]).value = (
             _spin() if spin is None else spin)
-        ctypes.c_int64.from_address(self.state + LAYOUT["size"]).value = size
+        self.chunks = size * CHUNKS_PER_THREAD
+        ctypes.c_int64.from_address(self.state + LAYOUT["chunks"]).value = self.chunks
         self.run_address = lib.address("lamina_pool_run")
         self.pfor_address = lib.address("lamina_pool_pfor")
         self._run = _RUN(self.run_address)

@@ -64,8 +64,15 @@ def eligible(func: Graph) -> bool:
     return any(op.name == "loop.call" for op in func.ops)
 
 
-def _parallel(kernel: str, elements: int) -> bool:
-    return elements >= PARALLEL_MIN_ELEMENTS
+def _parallel_rule(compiled: CompiledModule) -> Callable[[str, int], bool]:
+    """Which launches the driver splits: big buffers, or (with the native pool, whose
+    dispatch is cheap enough) kernels with enough work (``Kernel.heavy``)."""
+    native = native_pool.enabled()
+
+    def parallel(kernel: str, elements: int) -> bool:
+        return elements >= PARALLEL_MIN_ELEMENTS or (native and compiled.kernels[kernel].heavy)
+
+    return parallel
 
 
 class NativeReplay:
@@ -75,7 +82,8 @@ class NativeReplay:
                  result_kinds: Sequence[tuple[str, int]]):
         from lamina.backends.llvm.driver import emit_replay
 
-        text, table, self.launches = emit_replay(module, func.name, SYMBOL, _parallel)
+        text, table, self.launches = emit_replay(module, func.name, SYMBOL,
+                                                  _parallel_rule(compiled))
         self.entry = cache().get(text, lambda: text)
         self._fn = _DRIVER(self.entry.library.address(SYMBOL))
         addrs: list[int] = []

@@ -218,7 +218,7 @@ def test_state_block_is_aligned():
     p = native_pool.NativePool(2)
     try:
         assert p.state % 64 == 0
-        assert ctypes.c_int64.from_address(p.state + pool_ir.LAYOUT["size"]).value == 2
+        assert ctypes.c_int64.from_address(p.state + pool_ir.LAYOUT["chunks"]).value == p.chunks
     finally:
         p.shutdown()
     assert buffers.ALIGNMENT == 64

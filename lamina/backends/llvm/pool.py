@@ -16,7 +16,7 @@ passed to every function, so a forked child simply makes a new one:
   works too and returns when every chunk is done. A second caller while a job
   runs (another Python thread) runs its kernel inline instead of waiting;
 * ``void lamina_pool_pfor(ptr pool, ptr fn, ptr args, i64 trips)`` — the same
-  with one chunk per thread (the replay driver's ``pfor``);
+  with the pool's chunk count (the replay driver's ``pfor``);
 * ``void lamina_pool_stop(ptr pool)`` — wake every worker and make it return.
 
 Chunks are claimed from a 64-bit word holding (generation << 32 | next chunk)
@@ -39,12 +39,13 @@ LAYOUT = {
     "trips": 32,  # i64
     "n": 40,  # i64, chunks of the running job
     "spin": 48,  # i64, pause iterations before a worker sleeps
-    "size": 56,  # i64, threads including the caller
+    "chunks": 56,  # i64, chunks of a pfor job (a few per thread, see native_pool)
     "claim": 64,  # i64, (gen << 32) | next chunk; own cache line
     "left": 128,  # i64, chunks not finished; own cache line
 }
 STATE_BYTES = 192
 
+WAIT_SPIN = 512  # pause iterations the caller spins on unfinished chunks before yielding
 _FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}
 _FUTEX_WAIT_PRIVATE = 128
 _FUTEX_WAKE_PRIVATE = 129
@@ -212,7 +213,6 @@ publish:
   {at("n", "np")}
   {at("left", "leftp")}
   {at("claim", "claim")}
-  {at("spin", "spinp")}
   store atomic ptr %fn, ptr %fnp monotonic, align 8
   store atomic ptr %args, ptr %argsp monotonic, align 8
   store atomic i64 %trips, ptr %tripsp monotonic, align 8
@@ -226,7 +226,6 @@ publish:
   store atomic i32 %g, ptr %p seq_cst, align 4
   call void @lamina_pool_publish(ptr %p)
   call void @lamina_pool_work(ptr %p, i32 %g)
-  %limit = load atomic i64, ptr %spinp monotonic, align 8
   br label %wait
 wait:
   %i = phi i64 [0, %publish], [%i1, %pause], [%i1, %yield]
@@ -235,7 +234,9 @@ wait:
   br i1 %finished, label %done, label %slow
 slow:
   %i1 = add i64 %i, 1
-  %patient = icmp ult i64 %i, %limit
+  ; the caller spins a little while the last chunks finish, then yields its core
+  ; (on a busy machine the worker it waits for may need it)
+  %patient = icmp ult i64 %i, {WAIT_SPIN}
   br i1 %patient, label %pause, label %yield
 pause:
   {pause}
@@ -250,10 +251,10 @@ done:
 
 define void @lamina_pool_pfor(ptr %p, ptr %fn, ptr %args, i64 %trips) nounwind {{
 entry:
-  {at("size", "sizep")}
-  %size = load atomic i64, ptr %sizep monotonic, align 8
-  %fewer = icmp ult i64 %trips, %size
-  %n = select i1 %fewer, i64 %trips, i64 %size
+  {at("chunks", "chunksp")}
+  %chunks = load atomic i64, ptr %chunksp monotonic, align 8
+  %fewer = icmp ult i64 %trips, %chunks
+  %n = select i1 %fewer, i64 %trips, i64 %chunks
   call void @lamina_pool_run(ptr %p, ptr %fn, ptr %args, i64 %trips, i64 %n)
   ret void
 }}
