@@ -7,7 +7,8 @@ static reshape (row-major flat index, unravelled by the operand's tail sizes).
 ``start + i * step`` (``?`` axes pass through) and reads a dropped axis at its
 start. ``prim.fill_batch`` reads its 0-d operand at
 every index and never reads ``like`` (only its size). Importing this module
-registers the rules (the frontend does, before it
+registers the rules (the reference interpreter's too,
+for the two prims this layer added) (the frontend does, before it
 records the op).
 """
 
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from lamina.backends.interp import prim_interp
 from lamina.ir.core import Op, Value
 from lamina.ir.dialects import prim_shape as PS
 from lamina.passes import lower_eval
@@ -110,3 +114,25 @@ def _slice_keep_vjp(e: Any, attrs: dict, inputs: list, outputs: list, cts: list,
         zero = 0.0 if e.dtype(g).is_float else 0
         g = e.prim("prim.pad", g, low=tuple(start), high=high, value=zero)
     return [g]
+
+
+# -- reference interpreter rules (numpy) -------------------------------------------------------
+def _fill_batch_ref(c: Any, x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    if like.ndim == 0:
+        raise c.error("like must have a leading axis", x, like)
+    shape = tuple(like.shape[0] if d is None else d for d in c.attrs["shape"])
+    return np.array(np.broadcast_to(x, shape))
+
+
+def _slice_keep_ref(c: Any, x: np.ndarray) -> np.ndarray:
+    start, stop, step, drop = (c.attrs[k] for k in ("start", "stop", "step", "drop"))
+    static = [d for d in c.in_types[0].shape]
+    if any(d is not None and d != n for d, n in zip(static, x.shape)):
+        raise c.error(f"the operand does not have the static sizes {static}", x)
+    key = tuple(a if axis in drop else slice(a, b, s)
+                for axis, (a, b, s) in enumerate(zip(start, stop, step)))
+    return np.array(x[key])
+
+
+prim_interp.TABLE.update({"prim.fill_batch": _fill_batch_ref,
+                          "prim.slice_keep": _slice_keep_ref})

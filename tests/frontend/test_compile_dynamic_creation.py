@@ -281,3 +281,21 @@ def test_gradient_through_indexing_over_the_batch():
     assert fast.stats()["compiles"] == 1
     assert all(_rel(a, b) < 1e-5 for a, b in zip(got, want))
     assert _rel(w.detach().numpy(), want_w) < 1e-5
+
+
+def test_reference_interpreter_rules_of_the_batch_prims():
+    from lamina.backends.interp import prim_interp
+    from lamina.ir import parse
+
+    m = parse("\n".join([
+        "func @f(%v: tensor<f32>, %y: tensor<?x3xi64>, %x: tensor<4x?x6xf32>)"
+        " -> (tensor<2x?xf32>, tensor<?x2xf32>) {",
+        "  %0 = prim.fill_batch %v, %y {shape = [2, ?]} : tensor<2x?xf32>",
+        "  %1 = prim.slice_keep %x {drop = [0], start = [3, 0, 1], step = [1, 1, 3],"
+        " stop = [4, ?, 6]} : tensor<?x2xf32>",
+        "  return %0, %1", "}"]))
+    x = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    y = np.zeros((7, 3), np.int64)
+    filled, sliced = prim_interp.run(m.graphs[0], np.array(2.5, np.float32), y, x)
+    np.testing.assert_array_equal(filled, np.full((2, 7), 2.5, np.float32))
+    np.testing.assert_array_equal(sliced, x[3, :, 1:6:3])

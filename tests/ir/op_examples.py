@@ -386,3 +386,12 @@ EXAMPLES["prim.reshape_tail"] = _func(
     "%x: tensor<?x2x3xf32>",
     ["%0 = prim.reshape_tail %x {keep = 1, shape = [?, 6]} : tensor<?x6xf32>", "return %0"],
     "tensor<?x6xf32>")
+EXAMPLES["prim.fill_batch"] = _func(
+    "%v: tensor<f32>, %x: tensor<?x3xf32>",
+    ["%0 = prim.fill_batch %v, %x {shape = [2, ?, 4]} : tensor<2x?x4xf32>", "return %0"],
+    "tensor<2x?x4xf32>")
+EXAMPLES["prim.slice_keep"] = _func(
+    "%x: tensor<4x?x6xf32>",
+    ["%0 = prim.slice_keep %x {drop = [0], start = [1, 0, 2], step = [1, 1, 2], "
+     "stop = [2, ?, 6]} : tensor<?x2xf32>", "return %0"],
+    "tensor<?x2xf32>")
