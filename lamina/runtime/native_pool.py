@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger("lamina.runtime")
@@ -143,14 +144,39 @@ class NativePool:
         """``fn(args, lo, hi)`` over ``n`` equal chunks of ``[0, trips)``; returns when done."""
         self._run(self.state, fn, args, trips, n)
 
-    def shutdown(self) -> None:
-        """Stop and join the workers (the state block is then no longer read)."""
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop and join the workers (the state block is then no longer read). A worker
+        that has not returned after ``timeout`` seconds is left running with a warning
+        (and the pool's code kept loaded) rather than hanging the process at exit."""
         if self._threads:
             self._stop(self.state)
+            deadline = time.time() + timeout
             for tid in self._threads:
-                self._libc.pthread_join(tid, None)
+                if not _join(self._libc, tid, deadline):
+                    log.warning("native thread pool: a worker did not stop within %.0f s; "
+                                "leaving it", timeout)
+                    _stuck.append(self)  # its code and state must outlive it
+                    break
             self._threads.clear()
         self.size = 1
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+_stuck: list[NativePool] = []
+
+
+def _join(libc: Any, tid: ctypes.c_ulong, deadline: float) -> bool:
+    """``pthread_join`` with an absolute CLOCK_REALTIME deadline (glibc's
+    ``pthread_timedjoin_np``; a plain join where that is missing)."""
+    timed = getattr(libc, "pthread_timedjoin_np", None)
+    if timed is None:
+        return libc.pthread_join(tid, None) == 0
+    sec = int(deadline)
+    ts = _Timespec(sec, int((deadline - sec) * 1e9))
+    return timed(tid, None, ctypes.byref(ts)) == 0
 
 
 _pool: NativePool | None = None

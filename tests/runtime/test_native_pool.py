@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,11 +130,19 @@ def test_shutdown_joins_workers(count_kernel):
     p.shutdown()  # twice is harmless
 
 
-def test_shutdown_right_after_start():
-    """A worker that first runs after the stop was published must still see it."""
-    for spin in (0, 1000):
-        for _ in range(30):
-            native_pool.NativePool(2, spin=spin).shutdown()
+def test_shutdown_right_after_start(count_kernel):
+    """A worker that first runs after the stop was published must still see it; so must
+    workers that are spinning, sleeping or just woken when it comes."""
+    for spin in (0, 50, 1000, native_pool.DEFAULT_SPIN):
+        for jobs in (0, 1, 3):
+            for _ in range(15):
+                p = native_pool.NativePool(3, spin=spin)
+                for _ in range(jobs):
+                    counts, _ = _run_counts(p, count_kernel, 64, 3)
+                    assert (counts == 1).all()
+                t0 = time.perf_counter()
+                p.shutdown()
+                assert time.perf_counter() - t0 < 4 and not native_pool._stuck
 
 
 def test_kernels_use_the_native_pool_and_agree_with_numpy(monkeypatch):
@@ -222,3 +231,19 @@ def test_state_block_is_aligned():
     finally:
         p.shutdown()
     assert buffers.ALIGNMENT == 64
+
+
+def test_a_worker_that_does_not_stop_is_left_with_a_warning(caplog):
+    """Shutdown never hangs the process: a worker that misses the stop is left running."""
+    p = native_pool.NativePool(2, spin=0)
+    real_stop, p._stop = p._stop, lambda state: None  # the workers never hear of it
+    threads = list(p._threads)
+    try:
+        t0 = time.perf_counter()
+        p.shutdown(timeout=0.2)
+        assert time.perf_counter() - t0 < 3
+        assert p in native_pool._stuck and "did not stop" in caplog.text
+    finally:
+        real_stop(p.state)
+        assert all(native_pool._join(p._libc, tid, time.time() + 5) for tid in threads)
+        native_pool._stuck.remove(p)
