@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lamina.runtime import Kernel, compile_module, kernel, threads
+from lamina.runtime import Kernel, compile_module, kernel, native_pool, threads
 from lamina.runtime import cache as cache_mod
 from lamina.runtime.errors import ArgumentMismatch
 
@@ -160,23 +160,30 @@ def test_large_calls_are_split_automatically(kernels, monkeypatch):
     threads.set_num_threads(3)
     try:
         calls = []
-        orig = Kernel._split
+        orig, orig_native = Kernel._split, native_pool.NativePool.run
 
         def spy(self, args, trips, n, pool):
             calls.append((trips, n))
             return orig(self, args, trips, n, pool)
 
+        def spy_native(self, fn, args, trips, n):
+            calls.append((trips, n))
+            return orig_native(self, fn, args, trips, n)
+
         monkeypatch.setattr(Kernel, "_split", spy)
+        monkeypatch.setattr(native_pool.NativePool, "run", spy_native)
+        # the native pool cuts a job into a few chunks per thread; Python threads one each
+        per = native_pool.CHUNKS_PER_THREAD if native_pool.pool(3) is not None else 1
         out = np.zeros(1 << 17, np.float32)
         kernels["iota"](out)
         np.testing.assert_array_equal(out, np.arange(1 << 17, dtype=np.float32))
-        assert calls == [(1 << 17, 3)]
+        assert calls == [(1 << 17, 3 * per)]
         small = np.zeros(100, np.float32)
         kernels["iota"](small)  # below the threshold: one call, no split
         assert len(calls) == 1
         monkeypatch.setattr(kernel, "PARALLEL_MIN_ELEMENTS", 10)
         kernels["iota"](small)
-        assert calls[-1] == (100, 3)
+        assert calls[-1] == (100, 3 * per)
         np.testing.assert_array_equal(small, np.arange(100, dtype=np.float32))
     finally:
         threads.set_num_threads(threads._default_size())
