@@ -152,7 +152,10 @@ def _eager_elementwise(key: tuple, build, args: Sequence[Any], scalar_dtype: dt.
     arrays, types = [], []
     for x in args:
         if isinstance(x, Tensor):
-            arrays.append(x._concrete(str(key[0])))
+            # eager (dispatch.apply saw no trace): a tensor has its array, or is a symbolic
+            # one leaked out of a trace, which _concrete reports
+            a = x._a
+            arrays.append(a if a is not None else x._concrete(str(key[0])))
             types.append(x._dtype)
         else:
             arr = _scalar_array(x, scalar_dtype)

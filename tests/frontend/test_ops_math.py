@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 import statistics
 
@@ -73,7 +74,7 @@ with np.errstate(all="ignore"):
         "frac": (lambda a: a - np.trunc(a), None),
         "deg2rad": (np.deg2rad, None),
         "rad2deg": (np.rad2deg, None),
-        "logit": (lambda a: np.log(a / (1 - a)), (0.0, 1.0)),
+        "logit": (lambda a: np.vectorize(_logit, otypes=[np.float64])(a), (0.0, 1.0)),
         "asin": (np.arcsin, (-1.2, 1.2)),
         "acos": (np.arccos, (-1.2, 1.2)),
         "atan": (np.arctan, None),
@@ -86,6 +87,17 @@ with np.errstate(all="ignore"):
         "erfinv": (None, (-1.0, 1.0)),
         "sgn": (lambda a: np.where(np.isnan(a), 0.0, np.sign(a)), None),
     }
+
+
+def _logit(x: float) -> float:
+    """log(x / (1 - x)) in 40-digit decimal arithmetic: float64's own log(x / (1 - x))
+    loses most digits near x = 1/2, where the result is near 0."""
+    if not 0.0 < x < 1.0:
+        return -math.inf if x == 0.0 else math.inf if x == 1.0 else math.nan
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        d = decimal.Decimal(x)
+        return float((d / (1 - d)).ln())
 
 
 def _erfinv(y: float) -> float:
