@@ -148,6 +148,7 @@ def test_shutdown_right_after_start(count_kernel):
 def test_kernels_use_the_native_pool_and_agree_with_numpy(monkeypatch):
     import lamina
 
+    monkeypatch.delenv("LAMINA_NATIVE_POOL", raising=False)  # on, even where a run turns it off
     calls = []
     real = native_pool.NativePool.run
     monkeypatch.setattr(native_pool.NativePool, "run",
@@ -194,7 +195,8 @@ print("child", os.waitstatus_to_exitcode(status), "pool", native_pool._pool is n
 
 
 def test_fork_child_starts_its_own_workers(tmp_path):
-    env = {**os.environ, "LAMINA_CACHE_DIR": str(tmp_path), "LAMINA_NUM_THREADS": "2"}
+    env = {**os.environ, "LAMINA_CACHE_DIR": str(tmp_path), "LAMINA_NUM_THREADS": "2",
+           "LAMINA_NATIVE_POOL": "1"}
     p = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
