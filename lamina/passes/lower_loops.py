@@ -38,6 +38,7 @@ from lamina.passes.loop_builder import KernelBuilder, NotVectorizable
 from lamina.passes.lower_eval import Evaluator, Lane, index_key
 from lamina.passes.lower_shapes import ShapeSolver
 from lamina.passes.manager import Pass, register_pass
+from lamina.passes.output_nest import emit_gpu_nest, emit_output_nest, vectorize_output
 
 Layout = tuple[int | None, ...] | None
 OUTPUT_VECTORS = 16  # registers of lanes per step when a reduction keeps the last axis
@@ -401,7 +402,7 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
         pass
     elif target == "cuda":
         emit_gpu_nest(ev, [(yielded, out)], dims)
-    elif _vectorize_output(ops):
+    elif vectorize_output(ops):
         # many registers of lanes: each step of the reduction then reads a long
         # contiguous run of every row it visits, which the hardware prefetches well
         wide = Evaluator(kb, shapes, loads, ev.width * OUTPUT_VECTORS, what, target)
@@ -548,127 +549,6 @@ class _RowPlan:
                     self._reader(p)(tuple(ivs))
         finally:
             self.open = False
-
-
-def emit_gpu_nest(ev: Evaluator, pairs: list[tuple[Value, Value]], dims: list[Value]) -> None:
-    """The GPU shape: scalar code, one trip per output row (or element), no vector tiers.
-
-    Consecutive trips (threads) then touch consecutive addresses, and reductions
-    stay plain accumulating ``loop.for`` loops that ``gpu-map`` spreads over the
-    lanes of a warp or block. A rank-0 output gets a parallel loop of one trip,
-    so its reduction still becomes one cooperative trip.
-    """
-    kb = ev.kb
-    if dims:
-        emit_output_nest([ev], pairs, dims)
-        return
-    with kb.loop(kb.index(0), kb.index(1), kb.index(1), parallel=True):
-        _store_all(ev, pairs, ())
-
-
-def _vectorize_output(ops: list[Op]) -> bool:
-    """Store whole vectors along the output's last axis: for reductions that keep it."""
-    found = False
-    for op in ops:
-        if isinstance(op, P.Reduce):
-            if op.operands[0].type.rank - 1 in op.attrs["axes"]:
-                return False
-            found = True
-        elif isinstance(op, P.ArgReduce):
-            if op.attrs["axis"] == op.operands[0].type.rank - 1:
-                return False
-            found = True
-    return found
-
-
-Pairs = list[tuple[Value, Value]]  # (region value, kernel output it is stored into)
-
-
-def _store_all(ev: Evaluator, pairs: Pairs, idx: tuple, vector: bool = False) -> None:
-    """Store every value of ``pairs`` at ``idx``: all computed first, then stored, so a kernel
-    writing an output over one of its inputs (runtime/outputs.pointwise) reads each element
-    before any store to it."""
-    values = [ev.at(y, idx) for y, _ in pairs]
-    plain = [i.base if isinstance(i, Lane) else i for i in idx]
-    for v, (_, out) in zip(values, pairs):
-        if vector:
-            ev.kb.vstore(ev.splat(v), out, plain)
-        else:
-            ev.kb.store(v, out, plain)
-
-
-def emit_output_nest(evs: list[Evaluator], pairs: Pairs, dims: list[Value],
-                     rows: _RowPlan | None = None) -> None:
-    """``out[i...] = yielded[i...]`` for each pair: parallel over axis 0, sequential inside.
-
-    ``evs`` ends with the evaluator for scalar code; any before it are vector
-    tiers, widest first: the last axis is then stored a vector of each width at a
-    time, as far as whole vectors go, then element by element.
-    """
-    ev = evs[-1]
-    kb = ev.kb
-    if not dims:
-        _store_all(ev, pairs, ())
-        return
-    if len(dims) == 1 and len(evs) > 1:
-        try:
-            _chunked_vector_nest(evs, pairs, dims[0])
-            return
-        except NotVectorizable:
-            pass
-    with kb.loop(kb.index(0), dims[0], kb.index(1), parallel=True) as lp:
-        _inner_nest(evs, pairs, dims, [lp.iv], rows)
-
-
-def _inner_nest(evs: list[Evaluator], pairs: Pairs, dims: list[Value], ivs: list[Value],
-                rows: _RowPlan | None = None) -> None:
-    ev = evs[-1]
-    kb = ev.kb
-    if rows is not None:
-        rows.at_row(ivs)
-    if len(ivs) == len(dims):
-        if rows is not None:
-            rows.cursor = tuple(ivs)
-        _store_all(ev, pairs, tuple(ivs))
-        if rows is not None:
-            rows.cursor = None
-        return
-    if len(evs) > 1 and len(ivs) == len(dims) - 1:
-        try:
-            _vector_row(evs, pairs, ivs, kb.index(0), dims[-1])
-            return
-        except NotVectorizable:
-            pass
-    with kb.loop(kb.index(0), dims[len(ivs)], kb.index(1)) as lp:
-        _inner_nest([ev], pairs, dims, [*ivs, lp.iv], rows)
-
-
-def _vector_row(evs: list[Evaluator], pairs: Pairs, ivs: list[Value], start: Value,
-                end: Value) -> None:
-    """``[start, end)`` of the last axis: whole vectors of each width, then a scalar tail."""
-    kb = evs[0].kb
-    lo = start
-    for ev in evs[:-1]:
-        w = kb.index(ev.width)
-        span = kb.emit("loop.sub", end, lo)
-        hi = kb.emit("loop.sub", end, kb.emit("loop.rem", span, w))
-        with kb.loop(lo, hi, w) as lp:
-            _store_all(ev, pairs, (*ivs, Lane(lp.iv)), vector=True)
-        lo = hi
-    scalar = evs[-1]
-    with kb.loop(lo, end, kb.index(1)) as lp:
-        _store_all(scalar, pairs, (*ivs, lp.iv))
-
-
-def _chunked_vector_nest(evs: list[Evaluator], pairs: Pairs, n: Value) -> None:
-    """A 1-d output in parallel chunks of the widest vector."""
-    kb, width = evs[0].kb, evs[0].width
-    w = kb.index(width)
-    chunks = kb.emit("loop.div", kb.emit("loop.add", n, kb.index(width - 1)), w)
-    with kb.loop(kb.index(0), chunks, kb.index(1), parallel=True) as lp:
-        start = kb.emit("loop.mul", lp.iv, w)
-        end = kb.emit("loop.min", kb.emit("loop.add", start, w), n)
-        _vector_row(evs, pairs, [], start, end)
 
 
 from lamina.passes import lower_conv  # noqa: E402, F401, I001  (the conv/pool kernels)
