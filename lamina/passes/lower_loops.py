@@ -43,6 +43,8 @@ from lamina.passes.output_nest import emit_gpu_nest, emit_output_nest, vectorize
 Layout = tuple[int | None, ...] | None
 OUTPUT_VECTORS = 16  # registers of lanes per step when a reduction keeps the last axis
 ROW_INLINE = True  # target="cpu": row reductions computed by the kernels reading them
+# target="cpu": short trailing static axes of plain kernels run as one loop (output_nest)
+FLATTEN = True
 
 
 @register_pass
@@ -409,7 +411,7 @@ def emit_kernel(kernel: Graph, region: Block, yielded: Value, binding: dict[int,
         wide.overrides, wide.row_divisors = ev.overrides, ev.row_divisors
         emit_output_nest([wide, ev, ev], [(yielded, out)], dims, rows)
     else:
-        emit_output_nest([ev], [(yielded, out)], dims, rows)
+        emit_output_nest([ev], [(yielded, out)], dims, rows, flatten=FLATTEN)
     kb.finish()
 
 
@@ -436,7 +438,7 @@ def emit_multi_kernel(kernel: Graph, region: Block, yields: list[Value],
     if target == "cuda":
         emit_gpu_nest(ev, pairs, dims)
     else:
-        emit_output_nest([ev], pairs, dims)
+        emit_output_nest([ev], pairs, dims, flatten=FLATTEN)
     kb.finish()
 
 
